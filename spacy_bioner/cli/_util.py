@@ -1,0 +1,18 @@
+"""Shared helpers for the CLI: turning known errors into one clear line."""
+import contextlib
+from typing import Iterator
+
+import typer
+from wasabi import msg
+
+from ..errors import BackboneNotFoundError, CorpusFormatError
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Print known input errors as one line and exit 1, without a traceback."""
+    try:
+        yield
+    except (CorpusFormatError, BackboneNotFoundError, FileNotFoundError) as err:
+        msg.fail(str(err))
+        raise typer.Exit(1)

@@ -1,0 +1,31 @@
+"""Errors raised for bad input, each naming where the problem is."""
+from pathlib import Path
+from typing import Optional, Union
+
+
+class CorpusFormatError(ValueError):
+    """A token-per-line corpus file could not be read.
+
+    The message always starts with ``file:line`` so editors and terminals can
+    jump to the offending line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Union[str, Path, None] = None,
+        line: Optional[int] = None,
+        text: Optional[str] = None,
+    ) -> None:
+        self.path = str(path) if path is not None else "<input>"
+        self.line = line
+        self.text = text
+        self.reason = message
+        where = self.path if line is None else f"{self.path}:{line}"
+        shown = "" if text is None else f": {text[:200]!r}"
+        super().__init__(f"{where}: {message}{shown}")
+
+
+class BackboneNotFoundError(OSError):
+    """A transformer backbone could not be found locally or on the hub."""

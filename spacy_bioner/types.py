@@ -1,0 +1,92 @@
+"""Type aliases and small record types shared across spacy_bioner."""
+from dataclasses import dataclass, field
+from typing import Callable, Counter, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from spacy.language import Language
+from spacy.training import Example
+
+#: A span of tokens ``(start, end, label)`` with ``end`` exclusive.
+EntitySpan = Tuple[int, int, str]
+#: A parsed tag: ``(prefix, label)`` where prefix is one of ``O B I E S``.
+ParsedTag = Tuple[str, Optional[str]]
+#: What a registered spaCy corpus reader returns.
+CorpusReader = Callable[[Language], Iterable[Example]]
+#: A scheme name accepted on the command line.
+SCHEMES = ("auto", "iob1", "iob2", "bioes", "bilou")
+WRITE_SCHEMES = ("iob1", "iob2", "bioes", "bilou")
+
+
+@dataclass
+class Sentence:
+    """One sentence read from a token-per-line file.
+
+    words (List[str]): the tokens.
+    tags (List[str]): the tag column, exactly as written in the file.
+    lines (List[int]): 1-based line number of each token.
+    spaces (Optional[List[bool]]): trailing whitespace per token, when the file
+        carries character offsets; None otherwise.
+    """
+
+    words: List[str] = field(default_factory=list)
+    tags: List[str] = field(default_factory=list)
+    lines: List[int] = field(default_factory=list)
+    spaces: Optional[List[bool]] = None
+    entities: List[EntitySpan] = field(default_factory=list)
+
+
+@dataclass
+class RawDocument:
+    """A document: sentences, and whether a ``-DOCSTART-`` line opened it."""
+
+    sentences: List[Sentence] = field(default_factory=list)
+    docstart: bool = False
+
+
+@dataclass
+class ConversionStats:
+    """What a conversion saw: printed as the summary after ``convert``."""
+
+    scheme: str = "auto"
+    documents: int = 0
+    sentences: int = 0
+    tokens: int = 0
+    entities: Counter = field(default_factory=Counter)
+    repairs: Counter = field(default_factory=Counter)
+    empty_documents: int = 0
+    untyped_label: Optional[str] = None
+
+    def merge(self, other: "ConversionStats") -> None:
+        self.documents += other.documents
+        self.sentences += other.sentences
+        self.tokens += other.tokens
+        self.entities.update(other.entities)
+        self.repairs.update(other.repairs)
+        self.empty_documents += other.empty_documents
+        self.untyped_label = self.untyped_label or other.untyped_label
+
+    def to_dict(self) -> Dict[str, object]:
+        return {
+            "scheme": self.scheme,
+            "documents": self.documents,
+            "sentences": self.sentences,
+            "tokens": self.tokens,
+            "entities": dict(sorted(self.entities.items())),
+            "n_entities": sum(self.entities.values()),
+            "repairs": dict(sorted(self.repairs.items())),
+            "empty_documents": self.empty_documents,
+            "untyped_label": self.untyped_label,
+        }
+
+
+__all__ = [
+    "ConversionStats",
+    "CorpusReader",
+    "EntitySpan",
+    "Iterator",
+    "List",
+    "ParsedTag",
+    "RawDocument",
+    "SCHEMES",
+    "Sentence",
+    "WRITE_SCHEMES",
+]
