@@ -3,7 +3,6 @@ import contextlib
 from typing import Iterator
 
 import typer
-from wasabi import msg
 
 from ..errors import BackboneNotFoundError, CorpusFormatError
 
@@ -14,5 +13,6 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except (CorpusFormatError, BackboneNotFoundError, FileNotFoundError) as err:
-        msg.fail(str(err))
+        # One unwrapped line, so editors and terminals can jump to file:line.
+        typer.secho(f"✘ {err}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
