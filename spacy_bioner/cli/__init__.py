@@ -11,6 +11,7 @@ app = typer.Typer(
 # Sub-command modules register themselves on ``app`` when imported.
 from . import assets as _assets  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
+from . import evaluate as _evaluate  # noqa: E402,F401
 
 
 def main() -> None:

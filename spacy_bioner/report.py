@@ -1,0 +1,167 @@
+"""Write scores once: ``metrics.json``, a Markdown report and PNG plots."""
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .scoring import LENGTH_BUCKETS, MISSED, RELAXED_SCHEMES, SPURIOUS, SentencePair, errors
+
+
+def write_json(metrics: Dict[str, Any], path: Path) -> None:
+    """Write the metrics (overwriting, never appending)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf8")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def markdown_report(
+    metrics: Dict[str, Any],
+    pairs: Sequence[SentencePair],
+    *,
+    title: str = "NER evaluation",
+    plots: Optional[Dict[str, Path]] = None,
+    relative_to: Optional[Path] = None,
+) -> str:
+    """A Markdown page: headline table, per type, per length, relaxed, confusion, top errors."""
+    sp, sq = metrics["spacy"], metrics["seqeval"]
+    lines: List[str] = [f"# {title}", ""]
+    lines += [
+        f"{metrics['n_sentences']} sentences, {metrics['n_tokens']} tokens, "
+        f"{metrics['n_gold']} gold and {metrics['n_pred']} predicted entities. Scores in %.",
+        "",
+        "| scorer | precision | recall | F1 |",
+        "|---|---:|---:|---:|",
+        f"| spaCy (strict) | {_pct(sp['ents_p'])} | {_pct(sp['ents_r'])} | {_pct(sp['ents_f'])} |",
+        f"| seqeval (strict, IOB2) | {_pct(sq['precision'])} | {_pct(sq['recall'])} | {_pct(sq['f1'])} |",
+        f"| untyped (boundaries only) | {_pct(metrics['untyped']['p'])} | {_pct(metrics['untyped']['r'])} | {_pct(metrics['untyped']['f'])} |",
+        "",
+        f"Token accuracy: {_pct(metrics['token_accuracy'])}. Strict F1 95 % bootstrap interval "
+        f"({metrics['bootstrap']['n_samples']} resamples of sentences, seed {metrics['bootstrap']['seed']}): "
+        f"{_pct(metrics['bootstrap']['low'])}–{_pct(metrics['bootstrap']['high'])}.",
+        "",
+    ]
+    if "words_per_second" in metrics:
+        lines += [f"Pipeline speed: {metrics['words_per_second']:.0f} words/s.", ""]
+    lines += ["## Per type (seqeval strict)", "", "| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for label, v in sq["per_type"].items():
+        lines.append(f"| {label} | {_pct(v['precision'])} | {_pct(v['recall'])} | {_pct(v['f1'])} | {v['support']} |")
+    lines += ["", "## By gold entity length (strict)", "", "| tokens | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for bucket in LENGTH_BUCKETS:
+        v = metrics["by_length"][bucket]
+        lines.append(f"| {bucket} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | {v['support']} |")
+    lines += ["", "## Relaxed matching (SemEval-2013)", "", "| scheme | precision | recall | F1 |", "|---|---:|---:|---:|"]
+    for scheme in RELAXED_SCHEMES:
+        v = metrics["relaxed"][scheme]
+        lines.append(f"| {scheme} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} |")
+    lines += [
+        "",
+        "strict: same boundaries and type; exact: same boundaries; partial: same boundaries count 1, "
+        "overlaps ½; type: overlap with the same type.",
+        "",
+        "## Confusion (gold rows × predicted columns, overlapping entities)",
+        "",
+    ]
+    conf = metrics["confusion"]
+    cols = sorted({c for row in conf.values() for c in row} - {MISSED}) + [MISSED]
+    lines.append("| gold \\ predicted | " + " | ".join(cols) + " |")
+    lines.append("|---|" + "---:|" * len(cols))
+    for gold in sorted(set(conf) - {SPURIOUS}) + ([SPURIOUS] if SPURIOUS in conf else []):
+        lines.append(f"| {gold} | " + " | ".join(str(conf[gold].get(c, 0)) for c in cols) + " |")
+    for kind, heading in (("fp", "false positives"), ("fn", "false negatives")):
+        lines += ["", f"## The 20 most frequent {heading}", "", "| count | entity | type | context |", "|---:|---|---|---|"]
+        for err in errors(pairs, kind=kind, top=20):
+            text, context = (err[k].replace("|", "\\|") for k in ("text", "context"))
+            lines.append(f"| {err['count']} | {text} | {err['label']} | {context} |")
+    if plots:
+        lines += ["", "## Plots", ""]
+        for name, path in plots.items():
+            shown = os.path.relpath(path, relative_to) if relative_to else str(path)
+            lines.append(f"![{name}]({shown})")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(metrics: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
+    """Per-type bar chart, confusion heatmap and F1 by length, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: Dict[str, Path] = {}
+
+    per_type = metrics["seqeval"]["per_type"]
+    labels = list(per_type)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels) + 2), 4))
+    x = np.arange(len(labels))
+    for k, key in enumerate(("precision", "recall", "f1")):
+        ax.bar(x + (k - 1) * 0.27, [per_type[l][key] for l in labels], width=0.27, label=key)
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_title("Per type (seqeval strict)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    paths["per_type"] = out_dir / "per_type.png"
+    fig.savefig(paths["per_type"], dpi=110)
+    plt.close(fig)
+
+    conf = metrics["confusion"]
+    rows = sorted(set(conf) - {SPURIOUS}) + ([SPURIOUS] if SPURIOUS in conf else [])
+    cols = sorted({c for row in conf.values() for c in row} - {MISSED}) + [MISSED]
+    matrix = np.array([[conf.get(r, {}).get(c, 0) for c in cols] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(cols) + 3), max(3, 0.6 * len(rows) + 2)))
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Confusion (entities)")
+    fig.tight_layout()
+    paths["confusion"] = out_dir / "confusion.png"
+    fig.savefig(paths["confusion"], dpi=110)
+    plt.close(fig)
+
+    by_length = metrics["by_length"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    f1 = [by_length[b]["f"] for b in LENGTH_BUCKETS]
+    bars = ax.bar(LENGTH_BUCKETS, f1, color="tab:green")
+    for bar, bucket in zip(bars, LENGTH_BUCKETS):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
+                f"n={by_length[bucket]['support']}", ha="center", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("gold entity length (tokens)")
+    ax.set_ylabel("strict F1")
+    ax.set_title("F1 by entity length")
+    fig.tight_layout()
+    paths["f1_by_length"] = out_dir / "f1_by_length.png"
+    fig.savefig(paths["f1_by_length"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_outputs(
+    metrics: Dict[str, Any],
+    pairs: Sequence[SentencePair],
+    *,
+    output: Optional[Path] = None,
+    report: Optional[Path] = None,
+    plots: Optional[Path] = None,
+    title: str = "NER evaluation",
+) -> None:
+    """Write whichever of metrics JSON, Markdown report and plot folder were asked for."""
+    if output is not None:
+        write_json(metrics, output)
+    plot_paths = write_plots(metrics, plots) if plots is not None else None
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        text = markdown_report(metrics, pairs, title=title, plots=plot_paths, relative_to=report.parent)
+        report.write_text(text, encoding="utf8")
