@@ -12,6 +12,7 @@ app = typer.Typer(
 from . import assets as _assets  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
 
 
 def main() -> None:
