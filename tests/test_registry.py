@@ -12,17 +12,20 @@ GROUPS = {
     "spacy_misc": "misc",
     "spacy_loggers": "loggers",
     "spacy_batchers": "batchers",
+    "spacy_span_getters": "span_getters",
+    "thinc_schedules": "schedules",
 }
 
 
 def entry_points():
     eps = distribution("spacy-bioner").entry_points
-    return [ep for ep in eps if ep.group.startswith("spacy_")]
+    return [ep for ep in eps if ep.group.startswith(("spacy_", "thinc_"))]
 
 
 def test_package_declares_entry_points():
     names = {ep.name for ep in entry_points()}
-    assert "spacy_bioner.IOBCorpus.v1" in names
+    assert {"spacy_bioner.IOBCorpus.v1", "spacy_bioner.TransformerModel.v1", "spacy_bioner.subword_windows.v1",
+            "spacy_bioner.batch_by_sentences.v1", "spacy_bioner.warmup_linear_fraction.v1"} <= names
     for name in names:
         assert name.startswith("spacy_bioner") and ".v" in name, f"{name}: must be namespaced and versioned"
 
@@ -32,6 +35,8 @@ def test_entry_point_resolves(ep):
     if ep.group == "spacy_factories":
         assert Language.has_factory(ep.name)
         return
+    import spacy_transformers  # noqa: F401  (adds the span_getters registry)
+
     func = spacy.registry.get(GROUPS[ep.group], ep.name)
     assert func is ep.load()
 

