@@ -18,7 +18,12 @@ from ..scoring import TokenMismatchError, align_docs, score_pairs
 from . import app
 from ._util import friendly_errors
 
-OUTPUT_HELP = "Write metrics as JSON"
+# Options shared by `score` and `evaluate`.
+OUTPUT = typer.Option(None, "--output", "-o", help="Write metrics as JSON")
+REPORT = typer.Option(None, "--report", "-r", help="Write a Markdown report")
+PLOTS = typer.Option(None, "--plots", "-p", help="Write PNG plots to this folder")
+BOOTSTRAP = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the F1 interval")
+SEED = typer.Option(0, "--seed", help="Bootstrap seed")
 HEADLINE = {
     "spacy.ents_p": ("spacy", "ents_p"),
     "spacy.ents_r": ("spacy", "ents_r"),
@@ -58,11 +63,11 @@ def score_docs(gold: Sequence[Doc], pred: Sequence[Doc], *, n_bootstrap: int, se
 def score_cli(
     gold_path: Path = typer.Argument(..., help="Gold: IOB/CoNLL file, folder or .spacy"),
     pred_path: Path = typer.Argument(..., help="Predictions over the same tokens: IOB/CoNLL file or .spacy"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
-    report: Optional[Path] = typer.Option(None, "--report", "-r", help="Write a Markdown report"),
-    plots: Optional[Path] = typer.Option(None, "--plots", "-p", help="Write PNG plots to this folder"),
-    n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the F1 interval"),
-    seed: int = typer.Option(0, "--seed", help="Bootstrap seed"),
+    output: Optional[Path] = OUTPUT,
+    report: Optional[Path] = REPORT,
+    plots: Optional[Path] = PLOTS,
+    n_bootstrap: int = BOOTSTRAP,
+    seed: int = SEED,
 ) -> None:
     """Score predictions against gold without a model (any system's output)."""
     with friendly_errors():
@@ -113,11 +118,11 @@ def evaluate_cli(
     data: Path = typer.Argument(..., help="Gold data: IOB/CoNLL file, folder or .spacy"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
-    report: Optional[Path] = typer.Option(None, "--report", "-r", help="Write a Markdown report"),
-    plots: Optional[Path] = typer.Option(None, "--plots", "-p", help="Write PNG plots to this folder"),
-    n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the F1 interval"),
-    seed: int = typer.Option(0, "--seed", help="Bootstrap seed"),
+    output: Optional[Path] = OUTPUT,
+    report: Optional[Path] = REPORT,
+    plots: Optional[Path] = PLOTS,
+    n_bootstrap: int = BOOTSTRAP,
+    seed: int = SEED,
 ) -> None:
     """Run a pipeline over gold data (its tokens) and score it; reports words/s."""
     with friendly_errors():
