@@ -13,8 +13,8 @@ from . import app
 from ._util import friendly_errors
 
 
-def print_summary(stats: ConversionStats, *, title: str) -> None:
-    """Print documents, sentences, tokens, entities per type and repairs."""
+def print_summary(stats: ConversionStats, *, title: str, repairs: bool = True) -> None:
+    """Print documents, sentences, tokens, entities per type and (after a conversion) repairs."""
     msg.divider(title)
     rows = [
         ("scheme", stats.scheme),
@@ -30,6 +30,8 @@ def print_summary(stats: ConversionStats, *, title: str) -> None:
     msg.table(rows)
     if stats.entities:
         msg.table(sorted(stats.entities.items(), key=lambda kv: -kv[1]), header=("type", "entities"))
+    if not repairs:
+        return
     if stats.repairs:
         msg.warn(f"{sum(stats.repairs.values())} tag repairs (use --strict to make them errors):")
         msg.table(sorted(stats.repairs.items()), header=("repair", "count"))
@@ -114,4 +116,4 @@ def stats_cli(
                 stats.tokens += len(doc)
                 stats.sentences += sum(1 for _ in doc.sents) if doc.has_annotation("SENT_START") else 1
                 stats.entities.update(e.label_ for e in doc.ents)
-            print_summary(stats, title=str(path))
+            print_summary(stats, title=str(path), repairs=False)  # counts only; `convert` reports repairs
