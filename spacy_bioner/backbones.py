@@ -55,7 +55,8 @@ def _offline() -> bool:
 def _how_to_fix(name: str) -> str:
     return (
         f"Pass a local folder instead (it needs config.json, the weights and the tokenizer files), "
-        f"e.g. --paths.backbone /models/{name.split('/')[-1]} or --vars.backbone …; on a machine with "
+        f"e.g. --paths.backbone /models/{name.split('/')[-1]} (in the project: --vars.train_overrides "
+        f"\"--paths.backbone /models/{name.split('/')[-1]}\"); on a machine with "
         f"internet, `huggingface-cli download {name} --local-dir /models/{name.split('/')[-1]}` makes one."
     )
 
