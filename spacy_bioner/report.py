@@ -7,6 +7,13 @@ from typing import Any, Dict, List, Optional, Sequence
 from .scoring import LENGTH_BUCKETS, MISSED, RELAXED_SCHEMES, SPURIOUS, SentencePair, errors
 
 
+def _bootstrap_sentence(b: Dict[str, Any]) -> str:
+    if not b.get("n_samples"):
+        return ""
+    return (f" Strict F1 95 % bootstrap interval ({b['n_samples']} resamples of sentences, seed {b['seed']}): "
+            f"{_pct(b['low'])}–{_pct(b['high'])}.")
+
+
 def write_json(metrics: Dict[str, Any], path: Path) -> None:
     """Write the metrics (overwriting, never appending)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,11 +45,12 @@ def markdown_report(
         f"| seqeval (strict, IOB2) | {_pct(sq['precision'])} | {_pct(sq['recall'])} | {_pct(sq['f1'])} |",
         f"| untyped (boundaries only) | {_pct(metrics['untyped']['p'])} | {_pct(metrics['untyped']['r'])} | {_pct(metrics['untyped']['f'])} |",
         "",
-        f"Token accuracy: {_pct(metrics['token_accuracy'])}. Strict F1 95 % bootstrap interval "
-        f"({metrics['bootstrap']['n_samples']} resamples of sentences, seed {metrics['bootstrap']['seed']}): "
-        f"{_pct(metrics['bootstrap']['low'])}–{_pct(metrics['bootstrap']['high'])}.",
+        f"Token accuracy: {_pct(metrics['token_accuracy'])}." + _bootstrap_sentence(metrics["bootstrap"]),
         "",
     ]
+    if metrics.get("unknown_gold_labels"):
+        listed = ", ".join(f"{k} ({v})" for k, v in metrics["unknown_gold_labels"].items())
+        lines += [f"**Gold labels the pipeline never predicts** (counted as misses): {listed}.", ""]
     if "words_per_second" in metrics:
         lines += [f"Pipeline speed: {metrics['words_per_second']:.0f} words/s.", ""]
     lines += ["## Per type (seqeval strict)", "", "| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]

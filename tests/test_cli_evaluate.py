@@ -69,6 +69,22 @@ def test_evaluate_runs_pipeline_on_gold_tokens(ruler_model, write, tmp_path):
     assert m["words_per_second"] > 0 and "words/s" in result.output
 
 
+def test_evaluate_warns_about_gold_labels_the_model_cannot_predict(ruler_model, write, tmp_path):
+    gold = write(GOLD.replace("B-Gene", "B-Chemical", 1), "gold.tsv")
+    result = runner.invoke(app, ["evaluate", str(ruler_model), str(gold), "-o", str(tmp_path / "m.json"),
+                                 "-r", str(tmp_path / "r.md"), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "labels the pipeline never predicts: Chemical (1 in gold)" in out
+    assert "predicts Disease, Gene" in out
+    assert "CI:" not in out  # --bootstrap 0: no interval to show
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["unknown_gold_labels"] == {"Chemical": 1}
+    assert m["seqeval"]["per_type"]["Chemical"]["recall"] == 0.0
+    report = (tmp_path / "r.md").read_text()
+    assert "never predicts** (counted as misses): Chemical (1)." in report and "bootstrap" not in report
+
+
 def test_evaluate_missing_model_is_clear(tmp_path, write):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "nope"), str(write(GOLD, "gold.tsv"))])
     assert result.exit_code != 0

@@ -51,7 +51,8 @@ def print_headline(metrics: Dict[str, Any]) -> None:
         aligns=("l", "r", "r", "r"),
     )
     b = metrics["bootstrap"]
-    msg.info(f"strict F1 95% CI: {100 * b['low']:.2f}–{100 * b['high']:.2f} ({b['n_samples']} resamples)")
+    if b.get("n_samples"):
+        msg.info(f"strict F1 95% CI: {100 * b['low']:.2f}–{100 * b['high']:.2f} ({b['n_samples']} resamples)")
 
 
 def score_docs(gold: Sequence[Doc], pred: Sequence[Doc], *, n_bootstrap: int, seed: int):
@@ -93,6 +94,29 @@ def predict(nlp, gold_docs: Sequence[Doc], *, batch_size: int = 64) -> List[Doc]
                      unit="doc", disable=None))
 
 
+ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler")
+
+
+def entity_labels(nlp) -> Optional[set]:
+    """Labels the pipeline's entity-setting components can predict (None: no such component)."""
+    names = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory in ENTITY_FACTORIES]
+    if not names:
+        return None
+    return {label for n in names for label in (getattr(nlp.get_pipe(n), "labels", ()) or ())}
+
+
+def unknown_gold_labels(known: Optional[set], gold_docs: Sequence[Doc]) -> Dict[str, int]:
+    """Gold entity labels outside ``known``, with their number of gold entities."""
+    counts: Dict[str, int] = {}
+    if known is None:
+        return counts
+    for doc in gold_docs:
+        for ent in doc.ents:
+            if ent.label_ not in known:
+                counts[ent.label_] = counts.get(ent.label_, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def evaluate_model(model: Path, data: Path, *, gpu_id: int = -1, batch_size: int = 64,
                    n_bootstrap: int = 1000, seed: int = 0):
     """Load a pipeline, predict on ``data`` and score; adds ``words_per_second``."""
@@ -102,11 +126,18 @@ def evaluate_model(model: Path, data: Path, *, gpu_id: int = -1, batch_size: int
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model)
     gold = load_corpus_docs(data, vocab=nlp.vocab)
+    known = entity_labels(nlp)
+    unknown = unknown_gold_labels(known, gold)
+    if unknown:
+        listed = ", ".join(f"{label} ({n} in gold)" for label, n in unknown.items())
+        msg.warn(f"The gold data has labels the pipeline never predicts: {listed}. They count as misses; "
+                 f"the pipeline predicts {', '.join(sorted(known)) or 'no labels'}.")
     start = time.perf_counter()
     pred = predict(nlp, gold, batch_size=batch_size)
     elapsed = time.perf_counter() - start
     pairs, metrics = score_docs(gold, pred, n_bootstrap=n_bootstrap, seed=seed)
     metrics["words_per_second"] = metrics["n_tokens"] / elapsed if elapsed else 0.0
+    metrics["unknown_gold_labels"] = unknown
     # spaCy's flat keys too, so scripts written for `spacy evaluate` find them
     metrics.update({k: metrics["spacy"][k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")})
     return pairs, metrics
