@@ -72,6 +72,11 @@ def align_docs(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> List[Sente
             sent_words = words[start:end]
             other = pred_words[cursor : cursor + len(sent_words)]
             if other != sent_words:
+                if not other:
+                    raise TokenMismatchError(
+                        f"the predicted side ends after {cursor} tokens; gold goes on with sentence {n_sent} "
+                        f"(document {d + 1}): {' '.join(sent_words[:12])!r}…"
+                    )
                 k = next((i for i, (a, b) in enumerate(zip(sent_words, other)) if a != b), len(other))
                 raise TokenMismatchError(
                     f"tokens differ in sentence {n_sent} (document {d + 1}), token {k + 1}: "

@@ -59,6 +59,13 @@ def test_unknown_scheme_rejected(write, tmp_path):
     assert result.exit_code != 0 and "bio" in result.output
 
 
+def test_empty_input_converts_with_a_warning(write, tmp_path):
+    result = runner.invoke(app, ["convert", str(write("-DOCSTART-\tO\n\n", "empty.tsv")), str(tmp_path / "e.spacy")])
+    assert result.exit_code == 0, result.output
+    assert "No tokens: the input is empty" in " ".join(result.output.split())
+    assert len(load_docbin(tmp_path / "e.spacy")) == 0
+
+
 def test_missing_input(tmp_path):
     result = runner.invoke(app, ["convert", str(tmp_path / "nope.tsv"), str(tmp_path / "o.spacy")])
     assert result.exit_code == 1 and "no such file" in result.output

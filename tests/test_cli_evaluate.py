@@ -50,6 +50,20 @@ def test_score_token_mismatch_is_clear(write):
     assert "tokens differ in sentence 2 (document 2), token 1: gold 'TP53 is mutated .'" in result.output
 
 
+def test_score_empty_gold_is_an_error(write):
+    result = runner.invoke(app, ["score", str(write("", "gold.tsv")), str(write(PRED, "pred.tsv"))])
+    assert result.exit_code == 1
+    assert "gold.tsv: no tokens to score" in result.output
+
+
+def test_score_truncated_predictions_say_where_they_end(write):
+    pred = write(PRED.split("\n\n")[0] + "\n\n", "pred.tsv")
+    result = runner.invoke(app, ["score", str(write(GOLD, "gold.tsv")), str(pred)])
+    assert result.exit_code == 1
+    assert "the predicted side ends after 6 tokens; gold goes on with sentence 2 (document 2): 'TP53 is mutated .'" \
+        in result.output
+
+
 @pytest.fixture
 def ruler_model(tmp_path):
     nlp = spacy.blank("en")

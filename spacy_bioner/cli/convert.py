@@ -28,6 +28,8 @@ def print_summary(stats: ConversionStats, *, title: str, repairs: bool = True) -
     if stats.untyped_label:
         rows.append(("bare B/I tags labelled", stats.untyped_label))
     msg.table(rows)
+    if not stats.tokens:
+        msg.warn("No tokens: the input is empty (or holds only -DOCSTART- lines), so the output has no documents.")
     if stats.entities:
         msg.table(sorted(stats.entities.items(), key=lambda kv: -kv[1]), header=("type", "entities"))
     if not repairs:

@@ -12,6 +12,7 @@ from spacy.vocab import Vocab
 from wasabi import msg
 
 from ..conll import save_docbin
+from ..errors import CorpusFormatError
 from ..readers import load_corpus_docs
 from ..report import write_json, write_outputs
 from ..scoring import TokenMismatchError, align_docs, score_pairs
@@ -55,6 +56,13 @@ def print_headline(metrics: Dict[str, Any]) -> None:
         msg.info(f"strict F1 95% CI: {100 * b['low']:.2f}–{100 * b['high']:.2f} ({b['n_samples']} resamples)")
 
 
+def require_tokens(docs: Sequence[Doc], path: Path) -> Sequence[Doc]:
+    """Gold data with nothing in it is a mistake, not a score of 0."""
+    if not any(len(doc) for doc in docs):
+        raise CorpusFormatError("no tokens to score (an empty file, or only -DOCSTART- lines)", path=path)
+    return docs
+
+
 def score_docs(gold: Sequence[Doc], pred: Sequence[Doc], *, n_bootstrap: int, seed: int):
     pairs = align_docs(gold, pred)
     return pairs, score_pairs(pairs, n_bootstrap=n_bootstrap, seed=seed)
@@ -75,7 +83,8 @@ def score_cli(
         vocab = Vocab()
         start = time.perf_counter()
         try:
-            pairs, metrics = score_docs(load_corpus_docs(gold_path, vocab=vocab), load_corpus_docs(pred_path, vocab=vocab),
+            pairs, metrics = score_docs(require_tokens(load_corpus_docs(gold_path, vocab=vocab), gold_path),
+                                        load_corpus_docs(pred_path, vocab=vocab),
                                         n_bootstrap=n_bootstrap, seed=seed)
         except TokenMismatchError as err:
             typer.secho(f"✘ {gold_path} vs {pred_path}: {err}", err=True, fg=typer.colors.RED)
@@ -125,7 +134,7 @@ def evaluate_model(model: Path, data: Path, *, gpu_id: int = -1, batch_size: int
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model)
-    gold = load_corpus_docs(data, vocab=nlp.vocab)
+    gold = require_tokens(load_corpus_docs(data, vocab=nlp.vocab), data)
     known = entity_labels(nlp)
     unknown = unknown_gold_labels(known, gold)
     if unknown:
