@@ -7,13 +7,6 @@ from typing import Any, Dict, List, Optional, Sequence
 from .scoring import LENGTH_BUCKETS, MISSED, RELAXED_SCHEMES, SPURIOUS, SentencePair, errors
 
 
-def _bootstrap_sentence(b: Dict[str, Any]) -> str:
-    if not b.get("n_samples"):
-        return ""
-    return (f" Strict F1 95 % bootstrap interval ({b['n_samples']} resamples of sentences, seed {b['seed']}): "
-            f"{_pct(b['low'])}–{_pct(b['high'])}.")
-
-
 def write_json(metrics: Dict[str, Any], path: Path) -> None:
     """Write the metrics (overwriting, never appending)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,6 +15,13 @@ def write_json(metrics: Dict[str, Any], path: Path) -> None:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
+
+
+def _bootstrap_sentence(b: Dict[str, Any]) -> str:
+    if not b.get("n_samples"):
+        return ""
+    return (f" Strict F1 95 % bootstrap interval ({b['n_samples']} resamples of sentences, seed {b['seed']}): "
+            f"{_pct(b['low'])}–{_pct(b['high'])}.")
 
 
 def markdown_report(

@@ -3,6 +3,7 @@ score) and ``cross-validate`` (k-fold train + score)."""
 import random
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -111,19 +112,14 @@ def entity_labels(nlp) -> Optional[set]:
     names = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory in ENTITY_FACTORIES]
     if not names:
         return None
-    return {label for n in names for label in (getattr(nlp.get_pipe(n), "labels", ()) or ())}
+    return {label for n in names for label in nlp.pipe_labels.get(n, [])}
 
 
 def unknown_gold_labels(known: Optional[set], gold_docs: Sequence[Doc]) -> Dict[str, int]:
     """Gold entity labels outside ``known``, with their number of gold entities."""
-    counts: Dict[str, int] = {}
     if known is None:
-        return counts
-    for doc in gold_docs:
-        for ent in doc.ents:
-            if ent.label_ not in known:
-                counts[ent.label_] = counts.get(ent.label_, 0) + 1
-    return dict(sorted(counts.items()))
+        return {}
+    return dict(sorted(Counter(e.label_ for doc in gold_docs for e in doc.ents if e.label_ not in known).items()))
 
 
 def evaluate_model(model: Path, data: Path, *, gpu_id: int = -1, batch_size: int = 64,
