@@ -62,9 +62,9 @@ def hf_worker(args: argparse.Namespace) -> None:
     from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
                               Trainer, TrainingArguments)
 
-    from spacy_bioner.backbones import resolve_backbone
-    from spacy_bioner.conll import read_docs
-    from spacy_bioner.schemes import encode
+    from spacy_bioner.models.backbones import resolve_backbone
+    from spacy_bioner.corpus.conll import read_docs
+    from spacy_bioner.corpus.schemes import encode
 
     torch.manual_seed(args.seed)
     path = resolve_backbone(args.backbone)
@@ -131,8 +131,8 @@ def hf_worker(args: argparse.Namespace) -> None:
 def score(gold: Path, pred: Path) -> Dict[str, float]:
     from spacy.vocab import Vocab
 
-    from spacy_bioner.readers import load_corpus_docs
-    from spacy_bioner.scoring import align_docs, score_pairs
+    from spacy_bioner.corpus.readers import load_corpus_docs
+    from spacy_bioner.evaluation.scoring import align_docs, score_pairs
 
     vocab = Vocab()
     m = score_pairs(align_docs(load_corpus_docs(gold, vocab=vocab), load_corpus_docs(pred, vocab=vocab)), n_bootstrap=0)

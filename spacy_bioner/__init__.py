@@ -1,17 +1,36 @@
-"""spacy-bioner: train, evaluate and ship biomedical NER with spaCy."""
-from . import architectures, batchers, spans  # noqa: F401  (registrations)
-from .conll import build_docs, read_docs, read_documents, write_docs
-from .errors import CorpusFormatError
-from .readers import create_iob_corpus
+"""spacy-bioner: train, evaluate and ship biomedical NER with spaCy.
+
+The package is laid out by stage: ``corpus`` (IOB/CoNLL ↔ DocBin, schemes,
+spaCy readers) → ``models`` (transformer architecture, span getters,
+backbones) → ``training`` (configs, batchers, schedules, the run builder) →
+``evaluation`` (scoring, reports, cross-validation), with a thin ``cli``.
+Importing it is instant: registered functions are found by spaCy through the
+entry points in setup.cfg, and the names below load on first use.
+"""
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CorpusFormatError",
-    "__version__",
-    "build_docs",
-    "create_iob_corpus",
-    "read_docs",
-    "read_documents",
-    "write_docs",
-]
+#: Public names and the module that owns each.
+_EXPORTS = {
+    "CorpusFormatError": "spacy_bioner.errors",
+    "build_docs": "spacy_bioner.corpus.conll",
+    "read_docs": "spacy_bioner.corpus.conll",
+    "read_documents": "spacy_bioner.corpus.conll",
+    "write_docs": "spacy_bioner.corpus.conll",
+    "load_docbin": "spacy_bioner.corpus.docbin",
+    "save_docbin": "spacy_bioner.corpus.docbin",
+    "create_iob_corpus": "spacy_bioner.corpus.readers",
+    "build_config": "spacy_bioner.training.config",
+    "run_training": "spacy_bioner.training.run",
+    "evaluate_model": "spacy_bioner.evaluation.predict",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'spacy_bioner' has no attribute {name!r}")

@@ -29,3 +29,15 @@ class CorpusFormatError(ValueError):
 
 class BackboneNotFoundError(OSError):
     """A transformer backbone could not be found locally or on the hub."""
+
+
+class ConfigNotFoundError(FileNotFoundError):
+    """A config file is neither a path nor the name of one shipped with the package."""
+
+
+class GPUUnavailableError(RuntimeError):
+    """``--gpu-id N`` was asked for but this machine cannot run on that GPU."""
+
+
+class ModelLoadError(OSError):
+    """A trained pipeline could not be loaded (missing folder, not a pipeline…)."""

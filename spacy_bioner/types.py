@@ -1,19 +1,21 @@
 """Type aliases and small record types shared across spacy_bioner."""
 from dataclasses import dataclass, field
-from typing import Callable, Counter, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Counter, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from spacy.language import Language
-from spacy.training import Example
+if TYPE_CHECKING:  # spaCy stays unimported until a command needs it
+    from spacy.language import Language
+    from spacy.training import Example
 
 #: A span of tokens ``(start, end, label)`` with ``end`` exclusive.
 EntitySpan = Tuple[int, int, str]
 #: A parsed tag: ``(prefix, label)`` where prefix is one of ``O B I E S``.
 ParsedTag = Tuple[str, Optional[str]]
 #: What a registered spaCy corpus reader returns.
-CorpusReader = Callable[[Language], Iterable[Example]]
-#: A scheme name accepted on the command line.
-SCHEMES = ("auto", "iob1", "iob2", "bioes", "bilou")
-WRITE_SCHEMES = ("iob1", "iob2", "bioes", "bilou")
+CorpusReader = Callable[["Language"], Iterable["Example"]]
+#: A batch size: a number, or a schedule / sequence of numbers.
+Sizing = Union[int, Iterable[int]]
+#: Token offsets ``(start, end)`` of one sentence in a Doc, end exclusive.
+SentenceBounds = Tuple[int, int]
 
 
 @dataclass
@@ -86,7 +88,7 @@ __all__ = [
     "List",
     "ParsedTag",
     "RawDocument",
-    "SCHEMES",
     "Sentence",
-    "WRITE_SCHEMES",
+    "SentenceBounds",
+    "Sizing",
 ]

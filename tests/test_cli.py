@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spacy_bioner.cli import app
-from spacy_bioner.conll import load_docbin
+from spacy_bioner.corpus.docbin import load_docbin
 
 from .conftest import PROJECT, require_shared, CORPORA
 

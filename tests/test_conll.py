@@ -4,9 +4,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spacy_bioner.conll import load_docbin, read_docs, read_documents, save_docbin, write_docs
+from spacy_bioner.corpus.conll import read_docs, read_documents, write_docs
+from spacy_bioner.corpus.docbin import load_docbin, save_docbin
 from spacy_bioner.errors import CorpusFormatError
-from spacy_bioner.schemes import encode
+from spacy_bioner.corpus.schemes import encode
 from spacy_bioner.types import ConversionStats
 
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from spacy_bioner.conll import load_docbin, read_docs, save_docbin, write_docs
+from spacy_bioner.corpus.conll import read_docs, write_docs
+from spacy_bioner.corpus.docbin import load_docbin, save_docbin
 from spacy_bioner.types import ConversionStats
 
 from .conftest import CORPORA

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_bioner.schemes import TagError, decode, detect_scheme, encode, parse_tag
+from spacy_bioner.corpus.schemes import TagError, decode, detect_scheme, encode, parse_tag
 
 
 def parsed(tags, untyped="ENTITY"):

@@ -2,8 +2,8 @@ import pytest
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from spacy_bioner.conll import read_docs
-from spacy_bioner.scoring import (
+from spacy_bioner.corpus.conll import read_docs
+from spacy_bioner.evaluation.scoring import (
     SentencePair,
     TokenMismatchError,
     align_docs,

@@ -7,8 +7,10 @@ from hypothesis import strategies as st
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from spacy_bioner.batchers import batch_by_sentences, configure_warmup_linear_fraction, n_sentences
-from spacy_bioner.spans import SubwordWindows, subword_windows, window_bounds
+from spacy_bioner.corpus.sentences import n_sentences
+from spacy_bioner.training.batchers import batch_by_sentences
+from spacy_bioner.training.schedules import configure_warmup_linear_fraction
+from spacy_bioner.models.spans import SubwordWindows, fit_windows, window_bounds
 
 
 @settings(max_examples=200, deadline=None)
@@ -35,9 +37,19 @@ def test_windows_overlap_by_window_minus_stride():
 
 def test_subword_windows_counts_subwords_not_tokens():
     doc = Doc(spacy.blank("en").vocab, words=["long"] * 50)
-    spans = subword_windows([doc], count_subwords=lambda t: 10, window=110, stride=50, n_special=2)[0]
-    # budget = 110 - 2 - 8 = 100 subwords = 10 tokens per window
-    assert all(len(s) == 10 for s in spans[:-1]) and spans[-1].end == 50
+    windows = fit_windows([doc], counts=[[10] * 50], measure=lambda texts: [10 * len(t.split()) + 2 for t in texts],
+                          window=102, stride=50, n_special=2)[0]
+    # budget = 102 - 2 = 100 subwords = 10 tokens per window
+    assert all(e - s == 10 for s, e in windows[:-1]) and windows[-1][1] == 50
+
+
+def test_windows_that_measure_longer_than_estimated_are_split_again():
+    doc = Doc(spacy.blank("en").vocab, words=["w"] * 40)
+    # each token is estimated at 1 subword but really costs 2: a first cut of 20-token windows overflows
+    measure = lambda texts: [2 * len(t.split()) + 2 for t in texts]  # noqa: E731
+    windows = fit_windows([doc], counts=[[1] * 40], measure=measure, window=22, stride=10, n_special=2)[0]
+    assert all(measure([doc[s:e].text])[0] <= 22 for s, e in windows)
+    assert set().union(*(range(s, e) for s, e in windows)) == set(range(40))
 
 
 def test_unbound_subword_windows_explains():

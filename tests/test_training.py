@@ -9,11 +9,11 @@ from spacy.training import Example
 from spacy.util import load_model_from_config
 from typer.testing import CliRunner
 
-from spacy_bioner.backbones import resolve_backbone
+from spacy_bioner.models.backbones import resolve_backbone
 from spacy_bioner.cli import app
-from spacy_bioner.conll import read_docs
+from spacy_bioner.corpus.conll import read_docs
 from spacy_bioner.errors import BackboneNotFoundError
-from spacy_bioner.training import build_config
+from spacy_bioner.training.config import build_config, fit_schedule
 
 from .conftest import PROJECT
 from .tiny_models import FAMILIES, build_tiny_backbone
@@ -42,10 +42,10 @@ def train_file(tmp_path_factory):
 
 
 def make_nlp(tiny, train_file, backbone=None, family="bert", **overrides):
-    config = build_config(BASE, backbone=backbone, overrides={
+    config, _ = fit_schedule(build_config(BASE, backbone=backbone, overrides={
         "paths.backbone": str(tiny[family]), "paths.train": str(train_file), "paths.dev": str(train_file),
         **overrides,
-    })
+    }))
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     examples = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file)]
     return nlp, examples
@@ -56,10 +56,13 @@ def test_every_backbone_config_initialises(tiny, train_file, backbone):
     family = FAMILY.get(backbone.stem, "bert")
     nlp, examples = make_nlp(tiny, train_file, backbone, family)
     nlp.initialize(lambda: examples)
-    assert nlp.pipe_names == ["transformer", "ner"]
+    assert nlp.pipe_names == ["transformer", "ner", "doc_cleaner"]
     assert set(nlp.get_pipe("ner").labels) == {"Gene", "Disease"}
     doc = nlp(Doc(nlp.vocab, words=["BRCA1", "mutations", "cause", "cancer", "."]))
     assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+    assert doc._.trf_data is None  # dropped by doc_cleaner once entities are set
+    with nlp.select_pipes(disable=["doc_cleaner"]):
+        doc = nlp(Doc(nlp.vocab, words=["BRCA1", "mutations", "cause", "cancer", "."]))
     assert doc._.trf_data.model_output.last_hidden_state.shape[-1] == 32
 
 
@@ -80,7 +83,9 @@ def test_backbone_overrides_merge_over_base():
     assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 1024
     assert config["components"]["transformer"]["model"]["get_spans"]["@span_getters"] == "spacy_bioner.subword_windows.v1"
     assert config["components"]["ner"]["factory"] == "ner"  # untouched base
+    config, plan = fit_schedule(config)
     assert config["training"]["optimizer"]["learn_rate"]["total_steps"] == 300  # follows max_steps
+    assert plan.source == "training.max_steps"
 
 
 def test_twenty_steps_lower_the_loss_and_save_load_is_identical(tiny, train_file, tmp_path):
@@ -101,8 +106,9 @@ def test_twenty_steps_lower_the_loss_and_save_load_is_identical(tiny, train_file
     reloaded = spacy.load(tmp_path / "model")
     after = [[(e.start, e.end, e.label_) for e in d.ents] for d in reloaded.pipe(texts)]
     assert after == before
-    a = nlp(texts[0])._.trf_data.model_output.last_hidden_state
-    b = reloaded(texts[0])._.trf_data.model_output.last_hidden_state
+    with nlp.select_pipes(disable=["doc_cleaner"]), reloaded.select_pipes(disable=["doc_cleaner"]):
+        a = nlp(texts[0])._.trf_data.model_output.last_hidden_state
+        b = reloaded(texts[0])._.trf_data.model_output.last_hidden_state
     assert float(abs(a - b).max()) < 1e-5
 
 
@@ -110,7 +116,8 @@ def test_5000_token_document_fully_covered(tiny, train_file):
     nlp, examples = make_nlp(tiny, train_file)
     nlp.initialize(lambda: examples)
     words = [f"token{i % 97}" if i % 11 else "BRCA1" for i in range(5000)]
-    doc = nlp(Doc(nlp.vocab, words=words))
+    with nlp.select_pipes(disable=["doc_cleaner"]):
+        doc = nlp(Doc(nlp.vocab, words=words))
     align = doc._.trf_data.align
     assert len(align.lengths) == 5000
     assert int(align.lengths.min()) >= 1  # every token has at least one wordpiece row
@@ -151,19 +158,16 @@ def test_train_cli_missing_backbone_is_one_line(tmp_path, train_file):
     assert "no-such-model does not exist" in result.output and "Traceback" not in result.output
 
 
-def _has_cuda():
-    try:
-        import torch
+def _gpu_problem():
+    from spacy_bioner.gpu import gpu_problem
 
-        return torch.cuda.is_available()
-    except Exception:
-        return False
+    return gpu_problem(0)
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(_gpu_problem() is not None, reason=f"needs a CUDA GPU with CuPy and torch: {_gpu_problem()}")
 def test_gpu_training_step_with_mixed_precision(tiny, train_file):
-    from thinc.api import require_gpu
+    from spacy_bioner.gpu import require_gpu
 
     require_gpu(0)
     nlp, examples = make_nlp(tiny, train_file, **{"components.transformer.model.mixed_precision": True})

@@ -1,18 +1,45 @@
-"""Shared helpers for the CLI: turning known errors into one clear line."""
+"""Shared helpers for the CLI: known errors as one clear line, and config overrides."""
 import contextlib
-from typing import Iterator
+from typing import Any, Dict, Iterator, List
 
 import typer
 
-from ..errors import BackboneNotFoundError, CorpusFormatError
+from ..errors import (BackboneNotFoundError, ConfigNotFoundError, CorpusFormatError, GPUUnavailableError,
+                      ModelLoadError)
+
+#: Errors that mean "bad input": shown as one line, exit code 1.
+INPUT_ERRORS = (CorpusFormatError, BackboneNotFoundError, ConfigNotFoundError, FileNotFoundError,
+                GPUUnavailableError, ModelLoadError)
+#: Let a command take ``--section.key value`` options it does not declare.
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def fail(message: str) -> None:
+    """Print ``✘ message`` to stderr and exit 1."""
+    typer.secho(f"✘ {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
 
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
     """Print known input errors as one line and exit 1, without a traceback."""
+    from confection import ConfigValidationError
+
     try:
         yield
-    except (CorpusFormatError, BackboneNotFoundError, FileNotFoundError) as err:
+    except INPUT_ERRORS as err:
         # One unwrapped line, so editors and terminals can jump to file:line.
-        typer.secho(f"✘ {err}", err=True, fg=typer.colors.RED)
+        fail(" ".join(str(err).split("\n")))
+    except ConfigValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in err.errors)
+        fail(f"invalid config{f' ({err.title})' if err.title else ''}: {problems or err.desc}")
+
+
+def config_overrides(args: List[str]) -> Dict[str, Any]:
+    """``--section.key value`` pairs as a dict of dotted keys (spaCy's own parser)."""
+    from spacy.cli._util import parse_config_overrides
+
+    try:
+        return parse_config_overrides(args)
+    except SystemExit:  # spaCy's parser exits with its own message on a malformed option
         raise typer.Exit(1)

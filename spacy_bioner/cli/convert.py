@@ -7,8 +7,8 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from ..conll import DEFAULT_UNTYPED_LABEL, corpus_files, load_docbin, read_docs, save_docbin, write_docs
-from ..types import SCHEMES, WRITE_SCHEMES, ConversionStats
+from ..corpus.schemes import DEFAULT_UNTYPED_LABEL, SCHEMES, WRITE_SCHEMES
+from ..types import ConversionStats
 from . import app
 from ._util import friendly_errors
 
@@ -58,6 +58,9 @@ def convert_cli(
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Also write the summary as JSON"),
 ) -> None:
     """Convert IOB1/IOB2/BIOES/BILOU token-per-line corpora to spaCy DocBins."""
+    from ..corpus.conll import corpus_files, read_docs
+    from ..corpus.docbin import save_docbin
+
     _check_choice(scheme, SCHEMES, "--scheme")
     with friendly_errors():
         files = corpus_files(input_path)
@@ -87,6 +90,9 @@ def export_cli(
     typed: bool = typer.Option(False, "--typed", help="Write B-LABEL even where the source had bare B/I tags"),
 ) -> None:
     """Write a DocBin back as token<TAB>tag lines, blank line between sentences."""
+    from ..corpus.conll import write_docs
+    from ..corpus.docbin import load_docbin
+
     _check_choice(scheme, WRITE_SCHEMES, "--scheme")
     with friendly_errors():
         docs = load_docbin(input_path)
@@ -107,8 +113,10 @@ def stats_cli(
     paths: List[Path] = typer.Argument(..., help=".spacy DocBins or token-per-line files"),
 ) -> None:
     """Print documents, sentences, tokens and entities per type of corpora."""
-    from ..readers import load_corpus_docs
     from spacy.vocab import Vocab
+
+    from ..corpus.readers import load_corpus_docs
+    from ..corpus.sentences import n_sentences
 
     with friendly_errors():
         for path in paths:
@@ -116,6 +124,6 @@ def stats_cli(
             for doc in load_corpus_docs(path, vocab=Vocab()):
                 stats.documents += 1
                 stats.tokens += len(doc)
-                stats.sentences += sum(1 for _ in doc.sents) if doc.has_annotation("SENT_START") else 1
+                stats.sentences += n_sentences(doc)
                 stats.entities.update(e.label_ for e in doc.ents)
             print_summary(stats, title=str(path), repairs=False)  # counts only; `convert` reports repairs

@@ -5,50 +5,62 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ..training import build_config, check_backbone, train_pipeline
 from . import app
-from ._util import friendly_errors
+from ._util import EXTRA_ARGS, config_overrides, friendly_errors
 
-EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def _overrides(ctx: typer.Context):
-    from spacy.cli._util import parse_config_overrides
-
-    return parse_config_overrides(ctx.args)
+BASE = typer.Argument("transformer", help="Base config: a path, or a shipped name (transformer, tok2vec)")
+BACKBONE = typer.Option(None, "--backbone", "-b",
+                        help="Backbone overrides: a path, or a shipped name (minilm, biobert…; `spacy-bioner configs`)")
+TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 
-@app.command("config", context_settings=EXTRA)
+@app.command("config", context_settings=EXTRA_ARGS)
 def config_cli(
     ctx: typer.Context,
-    base: Path = typer.Argument(..., help="Base config, e.g. configs/transformer.cfg", exists=True),
+    base: str = typer.Argument(..., help="Base config: a path, or a shipped name (transformer, tok2vec)"),
     output: Path = typer.Argument(..., help="Where to write the merged config"),
-    backbone: Optional[Path] = typer.Option(None, "--backbone", "-b", help="Backbone overrides, e.g. configs/backbones/biobert.cfg", exists=True),
+    backbone: Optional[str] = BACKBONE,
 ) -> None:
-    """Write the merged config (base + backbone + overrides), for `spacy train`."""
-    config = build_config(base, backbone=backbone, overrides=_overrides(ctx))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    config.to_disk(output)
-    msg.good(f"Wrote {output}")
+    """Write the merged config (base + backbone + overrides), for `spacy train`.
+
+    With --training.max_epochs N and a readable --paths.train, the schedule's
+    total_steps is fitted to N epochs of that corpus, as `train` does.
+    """
+    from ..training.config import build_config, fit_schedule
+
+    with friendly_errors():
+        overrides = config_overrides(ctx.args)
+        config = build_config(base, backbone=backbone, overrides=overrides)
+        config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        config.to_disk(output)
+        msg.good(f"Wrote {output} (schedule: {plan.total_steps} steps, {plan.source})")
 
 
-@app.command("train", context_settings=EXTRA)
+@app.command("train", context_settings=EXTRA_ARGS)
 def train_cli(
     ctx: typer.Context,
-    base: Path = typer.Argument(..., help="Base config, e.g. configs/transformer.cfg", exists=True),
-    output_dir: Path = typer.Option(..., "--output", "-o", help="Output folder (model-best, model-last, config.cfg)"),
-    backbone: Optional[Path] = typer.Option(None, "--backbone", "-b", help="Backbone overrides file", exists=True),
+    base: str = BASE,
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Output folder (model-best, model-last, config.cfg, run.json)"),
+    backbone: Optional[str] = BACKBONE,
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
 ) -> None:
-    """Train a pipeline: merge the configs, check the backbone is reachable, run spaCy's loop.
+    """Train a pipeline: merge the configs, check the backbone, fit the schedule, run spaCy's loop.
 
     Extra --section.key value options override the config (e.g. --paths.train
-    corpus/X/train.spacy --training.batcher.size 16).
+    corpus/X/train.spacy --training.batcher.size 16). The run's record (steps,
+    epochs, words/s, peak memory, dev scores) is written to OUTPUT/run.json.
     """
+    from ..training.config import build_config
+    from ..training.run import run_training
+
     with friendly_errors():
-        config = build_config(base, backbone=backbone, overrides=_overrides(ctx))
-        where = check_backbone(config)
-        if where:
-            msg.info(f"Backbone: {config['paths']['backbone']} → {where}")
-        best = train_pipeline(config, output_dir, gpu_id=gpu_id)
-        msg.good(f"Best pipeline: {best}")
+        overrides = config_overrides(ctx.args)
+        config = build_config(base, backbone=backbone, overrides=overrides)
+        record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides)
+    if record.backbone:
+        msg.info(f"Backbone: {config['paths']['backbone']} → {record.backbone}")
+    msg.info(f"{record.steps} steps ({record.epochs} epochs, schedule: {record.schedule['source']}), "
+             f"{record.train_words_per_second:.0f} train words/s, peak RSS {record.peak_rss_mib:.0f} MiB"
+             + (f", peak GPU {record.peak_gpu_mib:.0f} MiB" if record.peak_gpu_mib is not None else ""))
+    msg.good(f"Best pipeline: {record.model_best} (run record: {output_dir / 'run.json'})")

@@ -3,24 +3,24 @@
 Reading is two steps so each can be tested alone: :func:`read_documents` turns
 the file into :class:`~spacy_bioner.types.RawDocument` objects (columns,
 sentences, ``-DOCSTART-``; every error names ``file:line``), and
-:func:`build_docs` decodes the tags with :mod:`spacy_bioner.schemes` and
+:func:`build_docs` decodes the tags with :mod:`spacy_bioner.corpus.schemes` and
 makes ``Doc`` objects. :func:`write_docs` is the way back.
 """
 from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from .errors import CorpusFormatError
-from .schemes import TagError, TagParser, decode, detect_scheme, encode
-from .types import SCHEMES, ConversionStats, EntitySpan, RawDocument, Sentence
+from ..errors import CorpusFormatError
+from ..types import ConversionStats, EntitySpan, RawDocument, Sentence
+from .schemes import DEFAULT_UNTYPED_LABEL, SCHEMES, TagError, TagParser, decode, detect_scheme, encode
+from .sentences import sentences
 
 DOCSTART = "-DOCSTART-"
 #: Keys under which conversion facts are kept in ``doc.user_data``.
 USER_DATA_DOCSTART = "spacy_bioner.docstart"
 USER_DATA_UNTYPED = "spacy_bioner.untyped_label"
-DEFAULT_UNTYPED_LABEL = "ENTITY"
 CORPUS_SUFFIXES = (".tsv", ".txt", ".conll", ".iob", ".iob2", ".bio", ".bioes", ".tag")
 
 
@@ -53,7 +53,8 @@ def read_documents(path: Union[str, Path], *, text: Optional[str] = None) -> Lis
     many columns as the first one. Columns are split on TABs when the first
     token line has one, else on whitespace. With 4 columns whose middle two are
     integers (``token start end tag``) they are read as character offsets and
-    give each token's trailing whitespace. ``-DOCSTART-`` lines end a document;
+    give each token's trailing whitespace. ``-DOCSTART-`` lines end a document,
+    whatever their column count (a bare ``-DOCSTART-``, ``-DOCSTART- -X- O O``);
     lines starting with ``#`` are ordinary tokens.
 
     path (Union[str, Path]): the file (used for reading and in errors).
@@ -85,6 +86,10 @@ def read_documents(path: Union[str, Path], *, text: Optional[str] = None) -> Lis
         if not line.strip():
             end_sentence()
             continue
+        if line.split(None, 1)[0] == DOCSTART:
+            end_sentence()
+            docs.append(RawDocument(docstart=True))
+            continue
         if ncols == 0:
             tab = "\t" in line
             ncols = len(_split_columns(line, tab))
@@ -105,10 +110,6 @@ def read_documents(path: Union[str, Path], *, text: Optional[str] = None) -> Lis
                 path=path, line=lineno, text=line,
             )
         word = cols[0]
-        if word == DOCSTART:
-            end_sentence()
-            docs.append(RawDocument(docstart=True))
-            continue
         if not word.strip():
             raise CorpusFormatError("empty token in the first column", path=path, line=lineno, text=line)
         if offsets:
@@ -240,13 +241,8 @@ def _make_doc(vocab: Vocab, raw: RawDocument, stats: ConversionStats, untyped: O
         spaces.extend(sent.spaces if sent.spaces is not None else [True] * len(sent.words))
         sent_starts.append(True)
         sent_starts.extend([False] * (len(sent.words) - 1))
-        iob = ["O"] * len(sent.words)
-        for start, end, label in sent.entities:
-            iob[start] = "B-" + label
-            for k in range(start + 1, end):
-                iob[k] = "I-" + label
-            stats.entities[label] += 1
-        ents.extend(iob)
+        ents.extend(encode(sent.entities, len(sent.words), scheme="iob2"))
+        stats.entities.update(label for _, _, label in sent.entities)
         stats.sentences += 1
         stats.tokens += len(sent.words)
     spaces[-1] = False
@@ -297,9 +293,8 @@ def doc_tags(doc: Doc, *, scheme: str = "iob2", bare_label: Optional[str] = None
     bare_label (Optional[str]): write this label as bare ``B``/``I`` tags.
     RETURNS (List[List[str]]): one list of tags per sentence.
     """
-    sents = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
     out = []
-    for sent in sents:
+    for sent in sentences(doc):
         spans = [
             (max(e.start, sent.start) - sent.start, min(e.end, sent.end) - sent.start, e.label_)
             for e in doc.ents
@@ -330,32 +325,8 @@ def write_docs(
         bare = doc.user_data.get(USER_DATA_UNTYPED) if untyped is not False else None
         if doc.user_data.get(USER_DATA_DOCSTART):
             out.write(f"{DOCSTART}\tO\n\n")
-        sents = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
-        for sent, tags in zip(sents, doc_tags(doc, scheme=scheme, bare_label=bare)):
+        for sent, tags in zip(sentences(doc), doc_tags(doc, scheme=scheme, bare_label=bare)):
             out.write("".join(f"{tok.text}\t{tag}\n" for tok, tag in zip(sent, tags)))
             out.write("\n")
             n += len(sent)
     return n
-
-
-def load_docbin(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc]:
-    """Read a ``.spacy`` DocBin with user data."""
-    return list(DocBin(store_user_data=True).from_disk(path).get_docs(vocab or Vocab()))
-
-
-def save_docbin(docs: Iterable[Doc], path: Union[str, Path]) -> None:
-    """Write Docs to a ``.spacy`` DocBin, keeping sentence starts and user data.
-
-    User data (``-DOCSTART-`` and untyped-tag markers) is stored only when some
-    Doc has any: srsly's msgpack costs ~0.15 ms per Doc, which doubles the time
-    to save and load a large corpus that does not need it.
-    """
-    docs = list(docs)
-    db = DocBin(
-        attrs=["ORTH", "SPACY", "SENT_START", "ENT_IOB", "ENT_TYPE"],
-        store_user_data=any(doc.user_data for doc in docs),
-    )
-    for doc in docs:
-        db.add(doc)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db.to_disk(path)

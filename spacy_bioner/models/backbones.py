@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from .errors import BackboneNotFoundError
+from ..errors import BackboneNotFoundError
 
 #: Hub names of the backbones the published studies used (see configs/backbones/).
 KNOWN_BACKBONES: Dict[str, str] = {

@@ -18,8 +18,9 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .conll import DEFAULT_UNTYPED_LABEL, corpus_files, load_docbin, read_docs
-from .types import CorpusReader
+from ..types import CorpusReader
+from .conll import DEFAULT_UNTYPED_LABEL, corpus_files, read_docs
+from .docbin import load_docbin
 
 
 def load_corpus_docs(
@@ -34,8 +35,6 @@ def load_corpus_docs(
     """Docs from a ``.spacy`` file, a token-per-line file, or a directory of them."""
     path = Path(path)
     if path.suffix == ".spacy":
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such DocBin; run the convert step first")
         return load_docbin(path, vocab)
     docs: List[Doc] = []
     for file in corpus_files(path):

@@ -9,7 +9,13 @@ repair in BIOES/BILOU.
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .types import EntitySpan, ParsedTag
+from ..types import EntitySpan, ParsedTag
+
+#: Scheme names accepted when reading (``auto`` detects) and when writing.
+SCHEMES = ("auto", "iob1", "iob2", "bioes", "bilou")
+WRITE_SCHEMES = ("iob1", "iob2", "bioes", "bilou")
+#: The label of bare ``B``/``I`` tags (no type) unless another is given.
+DEFAULT_UNTYPED_LABEL = "ENTITY"
 
 OUTSIDE = ("O", "0")
 _PREFIX_ALIASES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
@@ -160,8 +166,8 @@ def encode(
     bare_label (Optional[str]): spans with this label get bare tags (``B``).
     RETURNS (List[str]): one tag per token.
     """
-    if scheme not in ("iob1", "iob2", "bioes", "bilou"):
-        raise ValueError(f"cannot write scheme {scheme!r}")
+    if scheme not in WRITE_SCHEMES:
+        raise ValueError(f"cannot write scheme {scheme!r}; choose one of {', '.join(WRITE_SCHEMES)}")
     single, last = ("U", "L") if scheme == "bilou" else ("S", "E")
     tags = ["O"] * length
     prev_end, prev_label = -1, None

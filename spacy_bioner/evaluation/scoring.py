@@ -15,8 +15,9 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.vocab import Vocab
 
-from .schemes import encode
-from .types import EntitySpan
+from ..corpus.schemes import encode
+from ..corpus.sentences import sentence_bounds
+from ..types import EntitySpan
 
 LENGTH_BUCKETS = ("1", "2", "3+")
 RELAXED_SCHEMES = ("strict", "exact", "partial", "type")
@@ -36,12 +37,6 @@ class SentencePair:
     gold: List[EntitySpan]
     pred: List[EntitySpan]
     doc_index: int = 0
-
-
-def _sentences(doc: Doc) -> List[Tuple[int, int]]:
-    if doc.has_annotation("SENT_START"):
-        return [(s.start, s.end) for s in doc.sents]
-    return [(0, len(doc))]
 
 
 def _clip(ents: Iterable[Tuple[int, int, str]], start: int, end: int) -> List[EntitySpan]:
@@ -67,7 +62,7 @@ def align_docs(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> List[Sente
     n_sent = 0
     for d, doc in enumerate(gold_docs):
         words = [t.text for t in doc]
-        for start, end in _sentences(doc):
+        for start, end in sentence_bounds(doc):
             n_sent += 1
             sent_words = words[start:end]
             other = pred_words[cursor : cursor + len(sent_words)]

@@ -1,22 +1,15 @@
-"""Batching by sentence count, as the published studies count batch size."""
+"""Batching by sentence count, as the published studies count batch size: ``spacy_bioner.batch_by_sentences.v1``."""
 import itertools
 import random
 from functools import partial
-from typing import Iterable, Iterator, List, Union
+from typing import Iterable, Iterator, List
 
 from spacy.training import Example
 from spacy.util import registry
-Sizing = Union[int, Iterable[int]]
 
+from ..corpus.sentences import n_sentences
+from ..types import Sizing
 
-def n_sentences(example: Union[Example, object]) -> int:
-    """Sentences in an Example's reference Doc (or a Doc): 1 without sentence starts."""
-    doc = example.reference if isinstance(example, Example) else example
-    if len(doc) == 0:
-        return 1
-    if doc.has_annotation("SENT_START"):
-        return sum(1 for t in doc if t.is_sent_start)
-    return 1
 
 
 def batch_by_sentences(
@@ -79,19 +72,4 @@ def configure_batch_by_sentences(size: Sizing = 32, discard_oversize: bool = Fal
     return partial(batch_by_sentences, size=size, discard_oversize=discard_oversize, buffer=buffer)
 
 
-@registry.schedules("spacy_bioner.warmup_linear_fraction.v1")
-def configure_warmup_linear_fraction(initial_rate: float, total_steps: int, warmup_fraction: float = 0.1) -> Iterable[float]:
-    """Linear warm-up over a fraction of the steps, then linear decay to 0.
-
-    initial_rate (float): peak learning rate.
-    total_steps (int): steps of the whole run (usually ${training.max_steps}).
-    warmup_fraction (float): share of ``total_steps`` spent warming up (the papers' 0.1).
-    """
-    from thinc.api import warmup_linear
-
-    if not 0 <= warmup_fraction < 1:
-        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
-    return warmup_linear(initial_rate, int(warmup_fraction * total_steps), total_steps)
-
-
-__all__ = ["batch_by_sentences", "configure_batch_by_sentences", "n_sentences"]
+__all__ = ["batch_by_sentences", "configure_batch_by_sentences"]

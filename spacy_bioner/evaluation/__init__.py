@@ -1,0 +1,1 @@
+"""Evaluation: spaCy scorer + seqeval metrics, reports and plots, predicting, cross-validation."""

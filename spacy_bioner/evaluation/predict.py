@@ -1,0 +1,153 @@
+"""Run a trained pipeline over gold data and score it (``spacy-bioner evaluate``).
+
+Predicted Docs keep their entities and nothing of the transformer: a
+``doc_cleaner`` at the end of the pipeline drops ``doc._.trf_data`` (and
+``doc.tensor``) once the entities are set, so memory follows the batch size,
+not the size of the evaluation set.
+"""
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+
+from ..errors import CorpusFormatError, ModelLoadError
+from ..gpu import peak_gpu_memory_mib, require_gpu, reset_peak_gpu_memory
+from .scoring import SentencePair, align_docs, score_pairs
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+
+#: Factories whose components set ``doc.ents``.
+ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler")
+#: What ``doc_cleaner`` drops from predicted Docs.
+CLEANED_ATTRS = {"tensor": None, "_.trf_data": None}
+
+
+def load_pipeline(model: Union[str, Path]) -> "Language":
+    """``spacy.load`` with one clear error for a path that is not a trained pipeline.
+
+    model (Union[str, Path]): a pipeline folder (``training/x/model-best``) or an installed package name.
+    """
+    import spacy
+    from spacy.util import is_package
+
+    path = Path(model)
+    if not path.exists() and not is_package(str(model)):
+        raise ModelLoadError(f"{model}: no such pipeline folder or installed pipeline package; give a trained "
+                             "pipeline, e.g. training/demo/model-best")
+    if path.is_dir() and not (path / "config.cfg").exists():
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
+        hint = " (its model-best/ or model-last/ is)" if (path / "model-best").is_dir() else ""
+        raise ModelLoadError(f"{model}: not a spaCy pipeline folder{hint}: it has no config.cfg (found: {found})")
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{model}: a file, not a pipeline folder; give the folder that holds config.cfg")
+    try:
+        return spacy.load(model)
+    except (OSError, ValueError, KeyError) as err:  # E050/E052/E053, bad config, missing weights…
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"{model}: cannot load this pipeline: {first}") from None
+
+
+def add_doc_cleaner(nlp: "Language") -> "Language":
+    """Make sure predicted Docs drop transformer outputs once their entities are set.
+
+    Adds spaCy's ``doc_cleaner`` last unless the pipeline already ends with one.
+    RETURNS (Language): the same ``nlp``.
+    """
+    if not nlp.pipe_names or nlp.get_pipe_meta(nlp.pipe_names[-1]).factory != "doc_cleaner":
+        nlp.add_pipe("doc_cleaner", name="bioner_doc_cleaner", last=True,
+                     config={"attrs": dict(CLEANED_ATTRS), "silent": True})
+    return nlp
+
+
+def gold_inputs(nlp: "Language", gold_docs: Iterable["Doc"]) -> Iterator["Doc"]:
+    """Unannotated copies of the gold Docs (same words and spaces), for ``nlp.pipe``."""
+    from spacy.tokens import Doc
+
+    for doc in gold_docs:
+        yield Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+
+
+def predict(nlp: "Language", gold_docs: Sequence["Doc"], *, batch_size: int = 64) -> List["Doc"]:
+    """Run ``nlp`` over the gold tokens (not its own tokenizer), with a progress bar.
+
+    nlp (Language): the pipeline (a ``doc_cleaner`` is added if it has none).
+    gold_docs (Sequence[Doc]): the gold data.
+    batch_size (int): Docs per ``nlp.pipe`` batch.
+    RETURNS (List[Doc]): predicted Docs, without transformer data.
+    """
+    from tqdm import tqdm
+
+    add_doc_cleaner(nlp)
+    return list(tqdm(nlp.pipe(gold_inputs(nlp, gold_docs), batch_size=batch_size), total=len(gold_docs),
+                     desc="predicting", unit="doc", disable=None))
+
+
+def require_tokens(docs: Sequence["Doc"], path: Path) -> Sequence["Doc"]:
+    """Gold data with nothing in it is a mistake, not a score of 0."""
+    if not any(len(doc) for doc in docs):
+        raise CorpusFormatError("no tokens to score (an empty file, or only -DOCSTART- lines)", path=path)
+    return docs
+
+
+def score_docs(gold: Sequence["Doc"], pred: Sequence["Doc"], *, n_bootstrap: int,
+               seed: int) -> Tuple[List[SentencePair], Dict[str, Any]]:
+    """Align predictions with gold sentence by sentence and compute every metric."""
+    pairs = align_docs(gold, pred)
+    return pairs, score_pairs(pairs, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def entity_labels(nlp: "Language") -> Optional[Set[str]]:
+    """Labels the pipeline's entity-setting components can predict (None: no such component)."""
+    names = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory in ENTITY_FACTORIES]
+    if not names:
+        return None
+    return {label for n in names for label in nlp.pipe_labels.get(n, [])}
+
+
+def unknown_gold_labels(known: Optional[Set[str]], gold_docs: Sequence["Doc"]) -> Dict[str, int]:
+    """Gold entity labels outside ``known``, with their number of gold entities."""
+    if known is None:
+        return {}
+    return dict(sorted(Counter(e.label_ for doc in gold_docs for e in doc.ents if e.label_ not in known).items()))
+
+
+def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, batch_size: int = 64,
+                   n_bootstrap: int = 1000, seed: int = 0,
+                   warn=None) -> Tuple[List[SentencePair], Dict[str, Any]]:
+    """Load a pipeline, predict on ``data`` and score.
+
+    model (Union[str, Path]): pipeline folder or package name.
+    data (Path): gold data (IOB/CoNLL file or folder, or ``.spacy``).
+    gpu_id (int): GPU index, -1 for CPU.
+    batch_size (int): Docs per ``nlp.pipe`` batch.
+    n_bootstrap (int): bootstrap resamples for the F1 interval (0: none).
+    seed (int): bootstrap seed.
+    warn (Callable[[str], None]): called with a warning about unknown gold labels.
+    RETURNS: the sentence pairs and the metrics, with ``words_per_second``,
+        ``unknown_gold_labels``, ``peak_gpu_mib`` (GPU) and spaCy's flat ``ents_*`` keys.
+    """
+    from ..corpus.readers import load_corpus_docs
+
+    require_gpu(gpu_id)
+    nlp = load_pipeline(model)
+    gold = require_tokens(load_corpus_docs(data, vocab=nlp.vocab), data)
+    known = entity_labels(nlp)
+    unknown = unknown_gold_labels(known, gold)
+    if unknown and warn is not None:
+        listed = ", ".join(f"{label} ({n} in gold)" for label, n in unknown.items())
+        warn(f"The gold data has labels the pipeline never predicts: {listed}. They count as misses; "
+             f"the pipeline predicts {', '.join(sorted(known or ())) or 'no labels'}.")
+    reset_peak_gpu_memory(gpu_id)
+    start = time.perf_counter()
+    pred = predict(nlp, gold, batch_size=batch_size)
+    elapsed = time.perf_counter() - start
+    pairs, metrics = score_docs(gold, pred, n_bootstrap=n_bootstrap, seed=seed)
+    metrics["words_per_second"] = metrics["n_tokens"] / elapsed if elapsed else 0.0
+    metrics["unknown_gold_labels"] = unknown
+    if gpu_id >= 0:
+        metrics["peak_gpu_mib"] = peak_gpu_memory_mib(gpu_id)
+    # spaCy's flat keys too, so scripts written for `spacy evaluate` find them
+    metrics.update({k: metrics["spacy"][k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")})
+    return pairs, metrics

@@ -1,0 +1,1 @@
+"""Models: the transformer architecture, subword-window span getters, backbone resolution."""

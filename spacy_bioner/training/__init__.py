@@ -1,0 +1,1 @@
+"""Training: configs and their schedule, batchers, learning-rate schedules, the run builder."""

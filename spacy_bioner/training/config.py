@@ -1,0 +1,166 @@
+"""Training configs: find them (a path, or a name shipped with the package), merge
+base + backbone + ``--section.key`` overrides, and fit the learning-rate
+schedule to the run's real length.
+"""
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from thinc.api import Config
+
+from ..errors import ConfigNotFoundError
+from ..models.backbones import resolve_backbone
+
+#: The configs that ship inside the package (``configs/`` in a clone links here).
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+BACKBONE_DIR = CONFIG_DIR / "backbones"
+
+
+def packaged_configs() -> Dict[str, List[Path]]:
+    """The base configs and backbone files shipped with the package, by kind."""
+    return {
+        "base": sorted(CONFIG_DIR.glob("*.cfg")),
+        "backbone": sorted(BACKBONE_DIR.glob("*.cfg")),
+    }
+
+
+def resolve_config_path(value: Union[str, Path], *, kind: str = "base") -> Path:
+    """A config file from a path, or from a name shipped with the package.
+
+    value (Union[str, Path]): a path (``configs/transformer.cfg``) or a name
+        (``transformer``; for backbones ``minilm``, ``biobert``…).
+    kind (str): ``base`` or ``backbone``.
+    RETURNS (Path): an existing file.
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    folder = BACKBONE_DIR if kind == "backbone" else CONFIG_DIR
+    name = path.name[:-4] if path.name.endswith(".cfg") else path.name
+    shipped = folder / f"{name}.cfg"
+    if shipped.is_file() and (path.parent == Path(".") or path.parent.name in (folder.name, "configs")):
+        return shipped
+    choices = ", ".join(p.stem for p in packaged_configs()[kind])
+    raise ConfigNotFoundError(
+        f"{value}: no such {kind} config file, and not the name of one shipped with spacy-bioner "
+        f"({choices}); `spacy-bioner configs` lists them with their paths"
+    )
+
+
+def build_config(
+    base: Union[str, Path],
+    *,
+    backbone: Union[str, Path, None] = None,
+    overrides: Optional[Dict[str, Any]] = None,
+) -> Config:
+    """The base config merged with a backbone's overrides, then ``--section.key`` overrides.
+
+    base (Union[str, Path]): e.g. ``configs/transformer.cfg`` or ``transformer``.
+    backbone (Union[str, Path, None]): e.g. ``configs/backbones/biobert.cfg`` or ``biobert``.
+    overrides (Optional[Dict[str, Any]]): dotted keys, as from the command line.
+    RETURNS (Config): the merged config, not interpolated. ``total_steps`` of the
+        schedule is fitted later (:func:`fit_schedule`), when the corpus is known.
+    """
+    config = Config().from_disk(resolve_config_path(base, kind="base"), interpolate=False)
+    if backbone is not None:
+        config = config.merge(Config().from_disk(resolve_config_path(backbone, kind="backbone"), interpolate=False))
+    overrides = dict(overrides or {})
+    if overrides:
+        config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
+    return config
+
+
+@dataclass
+class SchedulePlan:
+    """How long a run is, worked out before it starts.
+
+    total_steps (int): optimizer steps the schedule spans.
+    steps_per_epoch (Optional[int]): batches in one pass over the training corpus.
+    epochs (Optional[int]): ``training.max_epochs`` when it bounds the run.
+    train_examples (Optional[int]): Examples (Docs) in the training corpus.
+    train_words (Optional[int]): words in one epoch.
+    source (str): what decided ``total_steps``.
+    """
+
+    total_steps: Optional[int]
+    steps_per_epoch: Optional[int] = None
+    epochs: Optional[int] = None
+    train_examples: Optional[int] = None
+    train_words: Optional[int] = None
+    source: str = "unchanged"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def count_epoch(config: Config) -> Tuple[int, int, int]:
+    """Batches, Examples and words in one epoch, with the config's own reader and batcher.
+
+    config (Config): a full training config whose train corpus can be read.
+    RETURNS (Tuple[int, int, int]): (batches, examples, words).
+    """
+    import spacy
+    from spacy.util import registry, resolve_dot_names
+
+    resolved = config.interpolate()
+    nlp = spacy.blank(resolved["nlp"]["lang"])
+    (corpus,) = resolve_dot_names(resolved, [resolved["training"]["train_corpus"]])
+    batcher = registry.resolve({"batcher": resolved["training"]["batcher"]})["batcher"]
+    examples = list(corpus(nlp))
+    state = random.getstate()  # a bucketing batcher shuffles; leave the run's randomness alone
+    try:
+        batches = sum(1 for _ in batcher(examples))
+    finally:
+        random.setstate(state)
+    return batches, len(examples), sum(len(eg) for eg in examples)
+
+
+def fit_schedule(config: Config, *, explicit: bool = False) -> Tuple[Config, SchedulePlan]:
+    """Make the learning-rate schedule's ``total_steps`` follow the run's real length.
+
+    * ``training.max_epochs = N > 0``: N × the batches per epoch of the training
+      corpus (counted with the config's reader and batcher), capped by
+      ``training.max_steps`` when that is set too;
+    * else ``training.max_steps > 0``: ``max_steps``;
+    * else (no bound) or ``explicit``: left as written.
+
+    The value is written as a literal (``nlp.resume_training()`` resolves the
+    optimizer block on its own).
+
+    config (Config): the merged config (modified in place and returned).
+    explicit (bool): ``total_steps`` was set on purpose; keep it.
+    RETURNS (Tuple[Config, SchedulePlan]): the config and the plan.
+    """
+    training = config.get("training", {})
+    schedule = training.get("optimizer", {}).get("learn_rate")
+    max_steps = training.get("max_steps") or 0
+    max_epochs = training.get("max_epochs") or 0
+    has_total = isinstance(schedule, dict) and "total_steps" in schedule
+    current = schedule.get("total_steps") if has_total else None
+    if not isinstance(max_steps, int) or not isinstance(max_epochs, int):
+        return config, SchedulePlan(total_steps=current, source="unchanged (max_steps/max_epochs not literal)")
+    plan = SchedulePlan(total_steps=current)
+    if max_epochs > 0:
+        batches, n_examples, n_words = count_epoch(config)
+        total = max_epochs * batches
+        if max_steps > 0:
+            total = min(total, max_steps)
+        plan = SchedulePlan(total_steps=total, steps_per_epoch=batches, epochs=max_epochs,
+                            train_examples=n_examples, train_words=n_words,
+                            source=f"{max_epochs} epochs × {batches} batches" + (
+                                f", capped by max_steps {max_steps}" if 0 < max_steps < max_epochs * batches else ""))
+    elif max_steps > 0:
+        plan = SchedulePlan(total_steps=max_steps, source="training.max_steps")
+    if explicit or not has_total:
+        plan.total_steps, plan.source = current, "explicit" if explicit else "no total_steps in the schedule"
+        return config, plan
+    if plan.total_steps:
+        schedule["total_steps"] = int(plan.total_steps)
+    return config, plan
+
+
+def check_backbone(config: Config) -> Optional[str]:
+    """Fail fast, before spaCy starts, if the config's backbone cannot be found."""
+    name = config.get("paths", {}).get("backbone")
+    return resolve_backbone(str(name)) if name else None

@@ -1,0 +1,220 @@
+"""The one run builder: config → checks → spaCy's training loop → a run record.
+
+``spacy-bioner train``, ``cross-validate``, the benchmarks and sweeps all call
+:func:`run_training`, so each run gets the same backbone check, the same
+schedule fitted to its length, and the same record: merged config, steps,
+epochs, wall time, training words/s, peak RSS, peak GPU memory, dev scores.
+"""
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional
+
+from thinc.api import Config
+
+from ..gpu import peak_gpu_memory_mib, require_gpu, reset_peak_gpu_memory
+from .config import SchedulePlan, check_backbone, fit_schedule
+
+RUN_RECORD = "run.json"
+
+
+@dataclass
+class RunRecord:
+    """What one training run did, written to ``OUTPUT/run.json``."""
+
+    output_dir: str
+    model_best: str
+    model_last: str
+    gpu_id: int
+    steps: int
+    epochs: float
+    train_words: int
+    wall_seconds: float
+    train_seconds: float
+    train_words_per_second: float
+    peak_rss_mib: float
+    peak_gpu_mib: Optional[float]
+    best_step: Optional[int]
+    dev_scores: Dict[str, Any]
+    schedule: Dict[str, Any]
+    backbone: Optional[str]
+    config: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def to_disk(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf8")
+
+
+def peak_rss_mib() -> float:
+    """This process' peak resident memory so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_training(
+    config: Config,
+    output_dir: Path,
+    *,
+    gpu_id: int = -1,
+    explicit_total_steps: bool = False,
+    stdout: IO = sys.stdout,
+    stderr: IO = sys.stderr,
+) -> RunRecord:
+    """Train one pipeline and record the run.
+
+    config (Config): the merged config (:func:`~spacy_bioner.training.config.build_config`).
+    output_dir (Path): gets ``config.cfg``, ``model-best``, ``model-last`` and ``run.json``.
+    gpu_id (int): GPU index, -1 for CPU.
+    explicit_total_steps (bool): the schedule's ``total_steps`` was set on purpose.
+    stdout (IO): where spaCy's progress table goes.
+    stderr (IO): where spaCy's logger writes warnings.
+    RETURNS (RunRecord): also written to ``output_dir/run.json``.
+    """
+    from spacy.training.initialize import init_nlp
+
+    start = time.perf_counter()
+    backbone = check_backbone(config)
+    require_gpu(gpu_id)
+    config, plan = fit_schedule(config, explicit=explicit_total_steps)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.to_disk(output_dir / "config.cfg")
+    nlp = init_nlp(config, use_gpu=gpu_id)
+    reset_peak_gpu_memory(gpu_id)
+    progress = train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=stdout, stderr=stderr)
+    steps = progress["steps"]
+    per_epoch = plan.steps_per_epoch
+    record = RunRecord(
+        output_dir=str(output_dir),
+        model_best=str(output_dir / "model-best"),
+        model_last=str(output_dir / "model-last"),
+        gpu_id=gpu_id,
+        steps=steps,
+        epochs=round(steps / per_epoch, 3) if per_epoch else progress["epoch"],
+        train_words=progress["words"],
+        wall_seconds=time.perf_counter() - start,
+        train_seconds=progress["seconds"],
+        train_words_per_second=progress["words"] / progress["seconds"] if progress["seconds"] else 0.0,
+        peak_rss_mib=peak_rss_mib(),
+        peak_gpu_mib=peak_gpu_memory_mib(gpu_id),
+        best_step=progress["best_step"],
+        dev_scores=progress["best_scores"],
+        schedule=plan.to_dict(),
+        backbone=backbone,
+        config=json.loads(json.dumps(config, default=str)),
+    )
+    record.to_disk(output_dir / RUN_RECORD)
+    return record
+
+
+def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: IO = sys.stdout,
+              stderr: IO = sys.stderr) -> Dict[str, Any]:
+    """spaCy's training loop (``spacy.training.loop.train``), keeping count as it goes.
+
+    The same steps as spaCy's own ``train``: its batches, evaluation callback,
+    checkpoints (``model-best``, ``model-last``), meta and logger. It also
+    returns how many steps, epochs and words it saw, its seconds, and the dev
+    scores of the best checkpoint.
+
+    nlp (Language): an initialised pipeline with its full config.
+    output_path (Path): where checkpoints go.
+    RETURNS (Dict[str, Any]): ``steps``, ``epoch``, ``words``, ``seconds``, ``best_step``, ``best_scores``.
+    """
+    import shutil
+
+    from spacy.schemas import ConfigSchemaTraining
+    from spacy.training.loop import (DIR_MODEL_BEST, DIR_MODEL_LAST, clean_output_dir,
+                                     create_before_to_disk_callback, create_evaluation_callback,
+                                     create_train_batches, train_while_improving, update_meta)
+    from spacy.util import registry, resolve_dot_names
+    from thinc.api import fix_random_seed, set_gpu_allocator
+    from wasabi import Printer
+
+    msg = Printer(no_print=True)
+    config = nlp.config.interpolate()
+    if config["training"]["seed"] is not None:
+        fix_random_seed(config["training"]["seed"])
+    if use_gpu >= 0 and config["training"]["gpu_allocator"]:
+        set_gpu_allocator(config["training"]["gpu_allocator"])
+    T = registry.resolve(config["training"], schema=ConfigSchemaTraining)
+    train_corpus, dev_corpus = resolve_dot_names(config, [T["train_corpus"], T["dev_corpus"]])
+    optimizer = T["optimizer"]
+    before_to_disk = create_before_to_disk_callback(T["before_to_disk"])
+    frozen = T["frozen_components"]
+
+    def save_checkpoint(is_best: bool) -> None:
+        with nlp.use_params(optimizer.averages):
+            before_to_disk(nlp).to_disk(output_path / DIR_MODEL_LAST)
+        if is_best:
+            if (output_path / DIR_MODEL_BEST).exists():
+                shutil.rmtree(output_path / DIR_MODEL_BEST)
+            shutil.copytree(output_path / DIR_MODEL_LAST, output_path / DIR_MODEL_BEST)
+
+    steps = create_train_batches(nlp, train_corpus, T["batcher"], T["max_epochs"])
+    iterator = train_while_improving(
+        nlp, optimizer, steps, create_evaluation_callback(nlp, dev_corpus, T["score_weights"]),
+        dropout=T["dropout"], accumulate_gradient=T["accumulate_gradient"], patience=T["patience"],
+        max_steps=T["max_steps"], eval_frequency=T["eval_frequency"], exclude=frozen,
+        annotating_components=T["annotating_components"], before_update=T["before_update"],
+    )
+    clean_output_dir(output_path)
+    stdout.write(msg.info(f"Pipeline: {nlp.pipe_names}") + "\n")
+    stdout.write(msg.info(f"Initial learn rate: {optimizer.learn_rate}") + "\n")
+    with nlp.select_pipes(disable=frozen):
+        log_step, finalize_logger = T["logger"](nlp, stdout, stderr)
+    progress: Dict[str, Any] = {"steps": 0, "epoch": 0, "words": 0, "seconds": 0.0, "best_step": None,
+                                "best_scores": {}}
+    best_score: Optional[float] = None
+    start = time.perf_counter()
+    try:
+        for _batch, info, is_best in iterator:
+            progress.update(steps=info["step"] + 1, epoch=info["epoch"], words=info["words"],
+                            seconds=time.perf_counter() - start)
+            if is_best is not None:
+                if best_score is None or info["score"] > best_score:
+                    best_score = info["score"]
+                    progress["best_step"] = info["step"]
+                    progress["best_scores"] = _plain_scores(info["other_scores"])
+                with nlp.select_pipes(disable=frozen):
+                    update_meta(T, nlp, info)
+                save_checkpoint(is_best)
+                info["output_path"] = str(output_path / DIR_MODEL_LAST)
+            log_step(info if is_best is not None else None)
+    except Exception as err:
+        stdout.write(msg.warn(f"Aborting and saving the final best model. Encountered exception: {err!r}") + "\n")
+        raise
+    finally:
+        finalize_logger()
+        save_checkpoint(False)
+    progress["seconds"] = time.perf_counter() - start
+    if optimizer.averages:
+        nlp.use_params(optimizer.averages)
+    stdout.write(msg.good("Saved pipeline to output directory", output_path / DIR_MODEL_LAST) + "\n")
+    return progress
+
+
+def _plain_scores(scores: Dict[str, Any]) -> Dict[str, Any]:
+    """Scores as JSON-friendly values (spaCy's include numpy floats and None)."""
+    out: Dict[str, Any] = {}
+    for key, value in (scores or {}).items():
+        if isinstance(value, dict):
+            out[key] = _plain_scores(value)
+        elif value is None or isinstance(value, (str, bool)):
+            out[key] = value
+        else:
+            try:
+                out[key] = float(value)
+            except (TypeError, ValueError):
+                out[key] = str(value)
+    return out
+
+
+def read_run_record(output_dir: Path) -> Dict[str, Any]:
+    """The ``run.json`` of a finished run."""
+    return json.loads((output_dir / RUN_RECORD).read_text(encoding="utf8"))
+
+
+__all__: List[str] = ["RunRecord", "SchedulePlan", "read_run_record", "run_training", "train_nlp"]
