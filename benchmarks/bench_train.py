@@ -1,22 +1,35 @@
 """Train NER three ways on the same corpus and print one table:
 
-* spacy-bioner (configs/transformer.cfg + a backbone file, e.g. MiniLM),
+* spacy-bioner (the shipped ``transformer`` base config + a backbone file,
+  ``minilm`` by default), through ``spacy-bioner train``;
 * Hugging Face's own recipe: AutoModelForTokenClassification + Trainer, same
   weights, same data, same epochs, batch size (sentences), learning rate and
-  linear warm-up/decay,
-* the CPU tok2vec baseline (configs/tok2vec.cfg).
+  linear warm-up/decay;
+* the tok2vec CNN baseline (the shipped ``tok2vec`` config), also through
+  ``spacy-bioner train``.
 
 Every system is scored on the test split by the same scorer (seqeval strict,
 IOB2; spaCy's scorer agrees to 1e-9). Each run is a subprocess, timed from the
-outside, with its peak RSS.
+outside (wall seconds, peak RSS from GNU time). The spacy-bioner runs' own
+numbers come from the run builder's record, ``OUTPUT/run.json``: seconds and
+words/s of the training loop alone (no start-up, config or model loading),
+steps, epochs and peak GPU memory; their prediction words/s and test scores
+come from ``spacy-bioner evaluate``. The HF worker measures the same things
+around ``trainer.train()`` and its own batched prediction (64 sentences per
+batch, sorted by length, padded).
+
+spacy-bioner's learning-rate schedule is fitted by the run builder to
+``--epochs`` × its batches per epoch, as HF's Trainer fits its own.
 
     python benchmarks/bench_train.py --corpus ../shared/corpora/MTL-NCBI-disease-IOB --epochs 3
+    python benchmarks/bench_train.py --epochs 3 --gpu-id 0      # on a GPU (README, section GPU)
 
 Needs the `bench` extra (accelerate, for transformers' Trainer).
 """
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -24,24 +37,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 DEFAULT_CORPUS = PROJECT.parent / "shared" / "corpora" / "MTL-NCBI-disease-IOB"
+HF_PREDICT_BATCH = 64
 
 
-def run_timed(cmd: List[str]) -> Dict[str, float]:
+def run_timed(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Run a command; wall seconds and its peak RSS in MiB (GNU time's %M)."""
     gnu_time = shutil.which("time") or "/usr/bin/time"
     wrapped = [gnu_time, "-f", "__maxrss_kib=%M"] + cmd if Path(gnu_time).exists() else cmd
     start = time.perf_counter()
-    proc = subprocess.run(wrapped, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(wrapped, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-4000:]}")
     found = re.findall(r"__maxrss_kib=(\d+)", proc.stdout)
-    return {"wall_s": wall, "peak_rss_mib": int(found[-1]) / 1024 if found else float("nan"), "log": proc.stdout}
+    return {"wall_s": wall, "peak_rss_mib": int(found[-1]) / 1024 if found else None, "log": proc.stdout}
 
 
 def split_files(corpus: Path) -> Dict[str, Path]:
@@ -56,16 +70,21 @@ def split_files(corpus: Path) -> Dict[str, Path]:
 
 # ---------------------------------------------------------------- HF worker
 def hf_worker(args: argparse.Namespace) -> None:
-    """Fine-tune with transformers' Trainer; write test predictions as IOB2."""
-    import numpy as np
+    """Fine-tune with transformers' Trainer; write test predictions as IOB2 and the run's numbers as JSON."""
     import torch
     from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
                               Trainer, TrainingArguments)
 
+    from spacy_bioner.corpus.conll import doc_tags, read_docs
+    from spacy_bioner.corpus.sentences import sentences
     from spacy_bioner.models.backbones import resolve_backbone
-    from spacy_bioner.corpus.conll import read_docs
-    from spacy_bioner.corpus.schemes import encode
 
+    on_gpu = args.gpu_id >= 0
+    if on_gpu and not torch.cuda.is_available():
+        sys.exit(f"--gpu-id {args.gpu_id}: torch sees no CUDA GPU (a CPU-only torch build?); README, section GPU")
+    device = torch.device(f"cuda:{args.gpu_id}" if on_gpu else "cpu")
+    if on_gpu:
+        torch.cuda.set_device(device)
     torch.manual_seed(args.seed)
     path = resolve_backbone(args.backbone)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -73,58 +92,80 @@ def hf_worker(args: argparse.Namespace) -> None:
     labels = ["O"] + sorted({f"{p}-{e.label_}" for d in train_docs for e in d.ents for p in "BI"})
     label_id = {l: i for i, l in enumerate(labels)}
 
-    def sentences(docs):
+    def tagged_sentences(docs):
         for doc in docs:
-            for sent in doc.sents:
-                spans = [(e.start - sent.start, e.end - sent.start, e.label_) for e in sent.ents]
-                yield [t.text for t in sent], encode(spans, len(sent), scheme="iob2")
+            for sent, tags in zip(sentences(doc), doc_tags(doc, scheme="iob2")):
+                yield [t.text for t in sent], tags
 
-    def encode_sentence(words, tags=None):
+    def encode_sentence(words, tags):
         enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=512)
-        if tags is not None:
-            previous, ids = None, []
-            for w in enc.word_ids():
-                ids.append(-100 if w is None or w == previous else label_id.get(tags[w], 0))
-                previous = w
-            enc["labels"] = ids
+        previous, ids = None, []
+        for w in enc.word_ids():
+            ids.append(-100 if w is None or w == previous else label_id.get(tags[w], 0))
+            previous = w
+        enc["labels"] = ids
         return enc
 
-    train = [encode_sentence(w, t) for w, t in sentences(train_docs)]
+    train = [encode_sentence(w, t) for w, t in tagged_sentences(train_docs)]
     model = AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_id)
+    model.to(device)
     steps = args.epochs * math.ceil(len(train) / args.batch_size)
     targs = TrainingArguments(
         output_dir=args.workdir, per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
         num_train_epochs=args.epochs, warmup_steps=int(0.1 * steps), lr_scheduler_type="linear",
         weight_decay=0.01, max_grad_norm=1.0, save_strategy="no", eval_strategy="no", logging_steps=50,
-        report_to=[], seed=args.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        report_to=[], seed=args.seed, use_cpu=not on_gpu, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train,
                       data_collator=DataCollatorForTokenClassification(tokenizer))
+    if on_gpu:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     trainer.train()
+    if on_gpu:
+        torch.cuda.synchronize(device)
     train_s = time.perf_counter() - start
+    peak_gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else None
+
+    # Prediction: every test sentence, batched by length; the first subword of each word decides its tag.
     model.eval()
-    out_docs = []
-    for doc in test_docs:
-        pred_tags = []
-        for sent in doc.sents:
-            words = [t.text for t in sent]
-            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=512, return_tensors="pt")
-            with torch.no_grad():
-                logits = model(**{k: v for k, v in enc.items()}).logits[0].numpy()
-            tags, seen = ["O"] * len(words), set()
-            for i, w in enumerate(enc.word_ids()):
+    test_sents = [[t.text for t in sent] for doc in test_docs for sent in sentences(doc)]
+    order = sorted(range(len(test_sents)), key=lambda i: len(test_sents[i]))
+    predicted: List[List[str]] = [["O"] * len(words) for words in test_sents]
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for b in range(0, len(order), HF_PREDICT_BATCH):
+        batch = [i for i in order[b:b + HF_PREDICT_BATCH] if test_sents[i]]
+        if not batch:
+            continue
+        enc = tokenizer([test_sents[i] for i in batch], is_split_into_words=True, truncation=True, max_length=512,
+                        padding=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**{k: v.to(model.device) for k, v in enc.items()}).logits
+        best = logits.argmax(dim=-1).cpu().numpy()
+        for row, i in enumerate(batch):
+            seen = set()
+            for pos, w in enumerate(enc.word_ids(batch_index=row)):
                 if w is not None and w not in seen:
                     seen.add(w)
-                    tags[w] = labels[int(np.argmax(logits[i]))]
-            pred_tags.extend(tags)
-        out_docs.append((doc, pred_tags))
+                    predicted[i][w] = labels[int(best[row, pos])]
+    if on_gpu:
+        torch.cuda.synchronize(device)
+    predict_s = time.perf_counter() - start
+    n_test_words = sum(len(words) for words in test_sents)
     with open(args.pred, "w", encoding="utf8") as f:
-        for doc, tags in out_docs:
-            for sent in doc.sents:
-                f.write("".join(f"{t.text}\t{tags[t.i]}\n" for t in sent) + "\n")
-    Path(args.pred + ".json").write_text(json.dumps({"train_s": train_s, "steps": steps}))
+        for words, tags in zip(test_sents, predicted):
+            f.write("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n")
+    Path(args.pred + ".json").write_text(json.dumps({
+        "train_s": train_s, "steps": int(trainer.state.global_step), "epochs": float(trainer.state.epoch or 0),
+        "peak_gpu_mib": peak_gpu_mib,
+        "predict_peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else None,
+        "predict_s": predict_s, "predict_words_per_s": n_test_words / predict_s if predict_s else None,
+        "device": str(device), "labels": labels, "n_train_sentences": len(train),
+    }))
 
 
 # ---------------------------------------------------------------- main
@@ -140,20 +181,77 @@ def score(gold: Path, pred: Path) -> Dict[str, float]:
             "spacy_f": m["spacy"]["ents_f"]}
 
 
-def count_words(path: Path) -> int:
-    return sum(1 for line in path.open(encoding="utf8") if line.strip() and not line.startswith("-DOCSTART-"))
+def corpus_size(path: Path) -> Dict[str, int]:
+    """Words and sentences of a corpus file, as spacy-bioner reads it."""
+    from spacy_bioner.corpus.conll import read_docs
+    from spacy_bioner.corpus.sentences import n_sentences
+
+    docs = read_docs(path)
+    return {"words": sum(len(d) for d in docs), "sentences": sum(n_sentences(d) for d in docs if len(d))}
+
+
+def check_gpu(gpu_id: int, systems: List[str]) -> None:
+    """Fail before any training when --gpu-id cannot work here."""
+    if gpu_id < 0:
+        return
+    if any(s in systems for s in ("spacy", "tok2vec")):
+        from spacy_bioner.gpu import gpu_problem
+
+        problem = gpu_problem(gpu_id)
+        if problem:
+            sys.exit(problem)
+    import torch
+
+    if not torch.cuda.is_available() or gpu_id >= torch.cuda.device_count():
+        sys.exit(f"--gpu-id {gpu_id}: torch sees no such CUDA GPU (a CPU-only torch build?); README, section GPU")
+
+
+def hf_worker_env(gpu_id: int) -> Dict[str, str]:
+    """The HF worker sees only the chosen GPU (as cuda:0), so Trainer never spreads over others with DataParallel."""
+    env = dict(os.environ)
+    if gpu_id >= 0:
+        visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = visible[gpu_id] if gpu_id < len(visible) else str(gpu_id)
+    return env
+
+
+def spacy_bioner_run(py: str, base: str, out: Path, test: Path, metrics: Path, gpu_id: int, model: str,
+                     train_args: List[str]) -> Dict[str, Any]:
+    """``spacy-bioner train`` (timed from outside) + ``run.json`` + ``spacy-bioner evaluate`` on the test split."""
+    run = run_timed([py, "-m", "spacy_bioner", "train", base, "-o", str(out), "--gpu-id", str(gpu_id)] + train_args)
+    rec = json.loads((out / "run.json").read_text(encoding="utf8"))
+    subprocess.run([py, "-m", "spacy_bioner", "evaluate", str(out / model), str(test), "-o", str(metrics),
+                    "--bootstrap", "0", "--gpu-id", str(gpu_id)], check=True, stdout=subprocess.DEVNULL)
+    m = json.loads(metrics.read_text(encoding="utf8"))
+    return {
+        **run,
+        "train_loop_s": rec["train_seconds"], "train_words_per_s": rec["train_words_per_second"],
+        "loop_peak_rss_mib": rec["peak_rss_mib"], "peak_gpu_mib": rec["peak_gpu_mib"],
+        "steps": rec["steps"], "epochs": rec["epochs"], "train_words_seen": rec["train_words"],
+        "run_wall_s": rec["wall_seconds"], "schedule": rec.get("schedule"),
+        "predict_words_per_s": m["words_per_second"], "predict_peak_gpu_mib": m.get("peak_gpu_mib"),
+        "p": m["seqeval"]["precision"], "r": m["seqeval"]["recall"], "f": m["seqeval"]["f1"],
+        "spacy_f": m["spacy"]["ents_f"],
+    }
+
+
+def fmt(value: Optional[float], spec: str = ".0f") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--backbone", default="sentence-transformers/all-MiniLM-L6-v2")
-    parser.add_argument("--backbone-config", type=Path, default=PROJECT / "configs" / "backbones" / "minilm.cfg")
+    parser.add_argument("--backbone", default="sentence-transformers/all-MiniLM-L6-v2",
+                        help="hub name or local folder, used by both spacy-bioner and HF")
+    parser.add_argument("--backbone-config", default="minilm",
+                        help="spacy-bioner backbone overrides: a shipped name (minilm, biobert…) or a path")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tok2vec-steps", type=int, default=3000)
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU id for every system, -1 for CPU")
     parser.add_argument("--only", choices=["spacy", "hf", "tok2vec"], action="append")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--hf-worker", action="store_true", help=argparse.SUPPRESS)
@@ -168,10 +266,10 @@ def main() -> None:
     if not args.corpus.exists():
         sys.exit(f"{args.corpus}: not found")
     systems = args.only or ["spacy", "hf", "tok2vec"]
+    check_gpu(args.gpu_id, systems)
     files = split_files(args.corpus)
-    train_words = count_words(files["train"])
-    n_sents = sum(1 for block in files["train"].read_text(encoding="utf8").split("\n\n") if block.strip())
-    steps = args.epochs * math.ceil(n_sents / args.batch_size)
+    size = corpus_size(files["train"])
+    short = args.backbone.rstrip("/").split("/")[-1]
     py = sys.executable
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,58 +277,49 @@ def main() -> None:
         subprocess.run([py, "-m", "spacy_bioner", "convert", str(args.corpus), str(tmp / "corpus")],
                        check=True, stdout=subprocess.DEVNULL)
         data = {s: tmp / "corpus" / f"{files[s].stem}.spacy" for s in files}
+        corpora = ["--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]), "--system.seed", str(args.seed)]
         if "spacy" in systems:
-            out = tmp / "spacy"
-            run = run_timed([
-                py, "-m", "spacy_bioner", "train", str(PROJECT / "configs" / "transformer.cfg"),
-                "--backbone", str(args.backbone_config), "--output", str(out),
-                "--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]),
-                "--paths.backbone", args.backbone, "--system.seed", str(args.seed),
-                "--training.max_epochs", str(args.epochs), "--training.max_steps", "0",
-                "--training.eval_frequency", "1000000", "--training.batcher.size", str(args.batch_size),
-                "--training.optimizer.learn_rate.initial_rate", str(args.lr),
-                "--training.optimizer.learn_rate.total_steps", str(steps),
-                "--training.logger.progress_bar", "false",
-            ])
-            subprocess.run([py, "-m", "spacy_bioner", "evaluate", str(out / "model-last"), str(data["test"]),
-                            "-o", str(tmp / "spacy.json"), "--bootstrap", "0"], check=True, stdout=subprocess.DEVNULL)
-            m = json.loads((tmp / "spacy.json").read_text())
-            rows.append({"system": "spacy-bioner (MiniLM)", **run, "train_words_per_s": args.epochs * train_words / run["wall_s"],
-                         "p": m["seqeval"]["precision"], "r": m["seqeval"]["recall"], "f": m["seqeval"]["f1"],
-                         "predict_words_per_s": m["words_per_second"]})
+            # max_epochs bounds the run; the run builder fits the schedule's total_steps to it.
+            row = spacy_bioner_run(py, "transformer", tmp / "spacy", data["test"], tmp / "spacy.json", args.gpu_id,
+                                   "model-last", corpora + [
+                                       "--backbone", args.backbone_config, "--paths.backbone", args.backbone,
+                                       "--training.max_epochs", str(args.epochs), "--training.max_steps", "0",
+                                       "--training.eval_frequency", "1000000",
+                                       "--training.batcher.size", str(args.batch_size),
+                                       "--training.optimizer.learn_rate.initial_rate", str(args.lr),
+                                       "--training.logger.progress_bar", "false"])
+            rows.append({"system": f"spacy-bioner ({short})", **row})
         if "hf" in systems:
             pred = tmp / "hf_pred.tsv"
+            worker_gpu = 0 if args.gpu_id >= 0 else -1  # the worker sees only the chosen GPU
             run = run_timed([py, __file__, "--hf-worker", "--backbone", args.backbone, "--train", str(files["train"]),
                              "--test", str(files["test"]), "--pred", str(pred), "--workdir", str(tmp / "hf"),
                              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                             "--seed", str(args.seed)])
-            s = score(files["test"], pred)
-            # The worker's wall time also covers test prediction; words/s uses trainer.train() alone.
-            loop_s = json.loads(Path(str(pred) + ".json").read_text())["train_s"]
-            rows.append({"system": "HF Trainer (MiniLM)", **run, "train_loop_s": loop_s,
-                         "train_words_per_s": args.epochs * train_words / loop_s, **s})
+                             "--seed", str(args.seed), "--gpu-id", str(worker_gpu)], env=hf_worker_env(args.gpu_id))
+            rec = json.loads(Path(str(pred) + ".json").read_text())
+            rows.append({"system": f"HF Trainer ({short})", **run, "train_loop_s": rec["train_s"],
+                         "train_words_per_s": args.epochs * size["words"] / rec["train_s"],
+                         "peak_gpu_mib": rec["peak_gpu_mib"], "predict_peak_gpu_mib": rec["predict_peak_gpu_mib"],
+                         "predict_words_per_s": rec["predict_words_per_s"], "steps": rec["steps"],
+                         "epochs": rec["epochs"], **score(files["test"], pred)})
         if "tok2vec" in systems:
-            out = tmp / "tok2vec"
-            run = run_timed([py, "-m", "spacy", "train", str(PROJECT / "configs" / "tok2vec.cfg"), "--output", str(out),
-                             "--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]),
-                             "--training.max_steps", str(args.tok2vec_steps), "--system.seed", str(args.seed)])
-            subprocess.run([py, "-m", "spacy_bioner", "evaluate", str(out / "model-best"), str(data["test"]),
-                            "-o", str(tmp / "t2v.json"), "--bootstrap", "0"], check=True, stdout=subprocess.DEVNULL)
-            m = json.loads((tmp / "t2v.json").read_text())
-            rows.append({"system": f"tok2vec CNN ({args.tok2vec_steps} steps)", **run, "train_words_per_s": None,
-                         "p": m["seqeval"]["precision"], "r": m["seqeval"]["recall"], "f": m["seqeval"]["f1"],
-                         "predict_words_per_s": m["words_per_second"]})
-    print(f"\n{args.corpus.name}: train {train_words:,} words / {n_sents:,} sentences; {args.epochs} epochs, "
-          f"batch {args.batch_size} sentences, lr {args.lr}; test scored with seqeval strict\n")
-    print("spacy-bioner's words/s counts its whole `train` command (start-up, step-0 dev pass); "
-          "HF's counts trainer.train() only, so the comparison favours HF.\n")
-    print("| system | wall (s) | train loop (s) | train words/s | peak RSS (MiB) | test P | test R | test F1 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            row = spacy_bioner_run(py, "tok2vec", tmp / "tok2vec", data["test"], tmp / "t2v.json", args.gpu_id,
+                                   "model-best", corpora + ["--training.max_steps", str(args.tok2vec_steps)])
+            rows.append({"system": f"tok2vec CNN ({args.tok2vec_steps} steps)", **row})
+    device = f"GPU {args.gpu_id}" if args.gpu_id >= 0 else "CPU"
+    print(f"\n{args.corpus.name}: train {size['words']:,} words / {size['sentences']:,} sentences; {args.epochs} epochs, "
+          f"batch {args.batch_size} sentences, lr {args.lr}; {device}; test scored with seqeval strict\n")
+    print("wall: the whole subprocess (start-up, loading, training, saving); train loop: the training loop alone "
+          "(spacy-bioner's run.json, HF's trainer.train()), which train words/s divides by; peak RSS: GNU time.\n")
+    print("| system | wall (s) | train loop (s) | train words/s | predict words/s | peak RSS (MiB) | peak GPU (MiB) "
+          "| test P | test R | test F1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        wps = f"{r['train_words_per_s']:.0f}" if r.get("train_words_per_s") else "–"
-        loop = f"{r['train_loop_s']:.0f}" if r.get("train_loop_s") else "–"
-        print(f"| {r['system']} | {r['wall_s']:.0f} | {loop} | {wps} | {r['peak_rss_mib']:.0f} | "
-              f"{100 * r['p']:.2f} | {100 * r['r']:.2f} | {100 * r['f']:.2f} |")
+        rss = r["peak_rss_mib"] if r.get("peak_rss_mib") is not None else r.get("loop_peak_rss_mib")
+        print(f"| {r['system']} | {fmt(r['wall_s'])} | {fmt(r.get('train_loop_s'))} | {fmt(r.get('train_words_per_s'))} "
+              f"| {fmt(r.get('predict_words_per_s'))} | {fmt(rss)} | {fmt(r.get('peak_gpu_mib'))} "
+              f"| {100 * r['p']:.2f} | {100 * r['r']:.2f} | {100 * r['f']:.2f} |")
+    print("\n" + "; ".join(f"{r['system']}: {r.get('steps')} steps, {fmt(r.get('epochs'), '.2f')} epochs" for r in rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "log"} for r in rows], indent=2) + "\n")

@@ -15,6 +15,30 @@ def require_shared(path: Path) -> Path:
     return path
 
 
+TRAIN = (
+    "BRCA1\tB-Gene\nmutations\tO\ncause\tO\nhereditary\tO\nbreast\tB-Disease\ncancer\tI-Disease\n.\tO\n\n"
+    "TP53\tB-Gene\nis\tO\nmutated\tO\nin\tO\novarian\tB-Disease\ncarcinoma\tI-Disease\n.\tO\n\n"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Tiny random-init backbones of each tokenizer family (built offline, once per session)."""
+    from .tiny_models import FAMILIES, build_tiny_backbone
+
+    root = tmp_path_factory.mktemp("backbones")
+    return {family: build_tiny_backbone(family, root / family, max_length=1024 if family == "gpt2" else 512)
+            for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def train_file(tmp_path_factory):
+    """Two annotated sentences (Gene, Disease) as a 2-column TSV."""
+    path = tmp_path_factory.mktemp("data") / "train.tsv"
+    path.write_text(TRAIN, encoding="utf8")
+    return path
+
+
 @pytest.fixture
 def corpora_dir() -> Path:
     return require_shared(CORPORA)

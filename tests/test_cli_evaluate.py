@@ -138,3 +138,104 @@ def test_cross_validate_tiny_tok2vec(write, tmp_path):
     assert set(cv["summary"]["seqeval.f1"]) == {"mean", "std"}
     for k in range(3):
         assert (tmp_path / "cv" / f"fold_{k}" / "metrics.json").exists()
+
+
+# Thin data: no entity anywhere, a single type, entities on one side only.
+NO_ENTS = "".join(f"{line.split(chr(9))[0]}\tO\n" if line else "\n" for line in GOLD.split("\n"))[:-1]
+ONE_TYPE_GOLD = GOLD.replace("B-Disease", "O").replace("I-Disease", "O")
+ONE_TYPE_PRED = PRED.replace("B-Disease", "O")
+THIN = {
+    "no-entities": (NO_ENTS, NO_ENTS),
+    "one-type": (ONE_TYPE_GOLD, ONE_TYPE_PRED),
+    "gold-only": (GOLD, NO_ENTS),
+    "pred-only": (NO_ENTS, PRED),
+}
+PLOT_FILES = ["confusion.png", "f1_by_length.png", "per_type.png"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_outputs_written(out):
+    assert json.loads((out / "m.json").read_text())["n_tokens"] == 10
+    assert (out / "report.md").read_text().startswith("# ")
+    assert sorted(p.name for p in (out / "plots").iterdir()) == PLOT_FILES
+    for name in PLOT_FILES:
+        assert (out / "plots" / name).read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("case", list(THIN))
+def test_score_thin_data_writes_json_report_and_plots(case, write, tmp_path):
+    gold_text, pred_text = THIN[case]
+    gold, pred = write(gold_text, "gold.tsv"), write(pred_text, "pred.tsv")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["score", str(gold), str(pred), "-o", str(out / "m.json"),
+                                 "-r", str(out / "report.md"), "-p", str(out / "plots"), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert_outputs_written(out)
+    m = json.loads((out / "m.json").read_text())
+    report = (out / "report.md").read_text()
+    if case == "no-entities":
+        assert (m["n_gold"], m["n_pred"]) == (0, 0)
+        assert "Neither the gold data nor the predictions have any entity" in report
+    elif case == "one-type":
+        assert set(m["seqeval"]["per_type"]) == {"Gene"}
+        assert "| Gene | 100.00 | 100.00 | 100.00 | 2 |" in report
+    elif case == "gold-only":
+        assert (m["n_gold"], m["n_pred"]) == (3, 0)
+        assert "No entity was predicted" in report
+        assert "| Disease | 1 |" in report and "| Gene | 2 |" in report  # confusion rows: all missed
+    else:
+        assert (m["n_gold"], m["n_pred"]) == (0, 3)
+        assert "The gold data has no entities" in report
+        assert "| 1 | cancer | Disease |" in report  # false positives still listed
+
+
+def test_evaluate_thin_data_writes_json_report_and_plots(ruler_model, write, tmp_path):
+    """A pipeline that finds nothing on gold data without entities."""
+    gold = write(NO_ENTS.replace("BRCA1", "ABC").replace("TP53", "XYZ").replace("breast", "lung"), "gold.tsv")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["evaluate", str(ruler_model), str(gold), "-o", str(out / "m.json"),
+                                 "-r", str(out / "report.md"), "-p", str(out / "plots"), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert_outputs_written(out)
+    assert "Neither the gold data nor the predictions have any entity" in (out / "report.md").read_text()
+
+
+def _thin_pairs(case):
+    from spacy_bioner.evaluation.scoring import SentencePair
+
+    words = ["BRCA1", "causes", "breast", "cancer"]
+    gold = {"no-entities": [], "one-type": [(0, 1, "Gene")], "gold-only": [(0, 1, "Gene"), (2, 4, "Disease")],
+            "pred-only": []}[case]
+    pred = {"no-entities": [], "one-type": [(0, 1, "Gene")], "gold-only": [],
+            "pred-only": [(0, 1, "Gene"), (3, 4, "Disease")]}[case]
+    return [SentencePair(words=words, gold=gold, pred=pred)]
+
+
+@pytest.mark.parametrize("case", list(THIN))
+def test_write_plots_and_markdown_report_on_thin_data(case, tmp_path):
+    from spacy_bioner.evaluation.report import markdown_report, write_plots
+    from spacy_bioner.evaluation.scoring import score_pairs
+
+    pairs = _thin_pairs(case)
+    metrics = score_pairs(pairs, n_bootstrap=10)
+    paths = write_plots(metrics, tmp_path / "plots")
+    assert sorted(p.name for p in paths.values()) == PLOT_FILES
+    for path in paths.values():
+        assert path.read_bytes().startswith(PNG_MAGIC)
+    report = markdown_report(metrics, pairs, plots=paths, relative_to=tmp_path)
+    assert "![confusion](plots/confusion.png)" in report
+    if case == "no-entities":
+        assert "Neither the gold data nor the predictions have any entity" in report
+        assert "No entities of any type" in report and "nothing to plot" in report
+        assert "| gold \\ predicted |" not in report  # no header-only confusion table
+    elif case == "one-type":
+        assert "| Gene | 100.00 | 100.00 | 100.00 | 1 |" in report and "| Gene | 1 | 0 |" in report
+        assert "any entity" not in report and "nothing to plot" not in report
+    elif case == "gold-only":
+        assert "No entity was predicted" in report
+        assert "| Disease | 1 |" in report and "| Gene | 1 |" in report  # confusion rows: all missed
+        assert "| 1 | breast cancer | Disease | BRCA1 causes [breast cancer] |" in report  # a false negative
+    else:
+        assert "The gold data has no entities" in report
+        assert "| (spurious) | 1 | 1 |" in report
+        assert "| 1 | cancer | Disease | BRCA1 causes breast [cancer] |" in report  # a false positive

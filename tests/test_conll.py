@@ -237,3 +237,85 @@ def test_files_in_any_scheme_survive_convert_and_export(write, tmp_path, sents, 
     assert not stats.repairs
     save_docbin(docs, tmp_path / "c.spacy")
     assert export(load_docbin(tmp_path / "c.spacy"), scheme=scheme) == text
+
+
+def doc_summary(docs):
+    return [([t.text for t in d], ents(d), [s.text for s in d.sents]) for d in docs]
+
+
+def assert_export_round_trips(docs, write):
+    """Exported TSV reads back into the same documents, tokens, sentences and entities."""
+    text = export(docs)
+    again = read_docs(write(text, "again.tsv"))
+    assert doc_summary(again) == doc_summary(docs)
+    assert export(again) == text
+
+
+BARE_DOCSTART_TSV = (
+    "-DOCSTART-\n\nBRCA1\tB-Gene\nmutations\tO\n\ncause\tO\ncancer\tB-Disease\n\n"
+    "-DOCSTART-\n\nTP53\tB-Gene\nbinds\tO\nDNA\tO\n\n"
+)
+
+
+def test_bare_docstart_in_two_column_tsv(write):
+    stats = ConversionStats()
+    docs = read_docs(write(BARE_DOCSTART_TSV), stats=stats)
+    assert len(docs) == 2 and stats.documents == 2 and stats.empty_documents == 0
+    assert [len(list(d.sents)) for d in docs] == [2, 1]
+    assert (stats.sentences, stats.tokens) == (3, 7)
+    assert [ents(d) for d in docs] == [[(0, 1, "Gene"), (3, 4, "Disease")], [(0, 1, "Gene")]]
+    assert dict(stats.entities) == {"Gene": 2, "Disease": 1}
+    assert all(not any(t.text == "-DOCSTART-" for t in d) for d in docs)
+    assert_export_round_trips(docs, write)
+    assert export(docs) == BARE_DOCSTART_TSV.replace("-DOCSTART-\n", "-DOCSTART-\tO\n")
+
+
+def test_bare_docstart_without_blank_lines_and_at_end(write):
+    text = "-DOCSTART-\na\tB-X\nb\tO\n-DOCSTART-\nc\tO\n-DOCSTART-\n"
+    stats = ConversionStats()
+    docs = read_docs(write(text), stats=stats)
+    assert [[t.text for t in d] for d in docs] == [["a", "b"], ["c"]]
+    assert stats.empty_documents == 1 and stats.tokens == 3
+    assert ents(docs[0]) == [(0, 1, "X")]
+
+
+def test_four_field_docstart_in_two_column_file(write):
+    """``-DOCSTART- -X- O O`` first must not make the file a 4-column one."""
+    text = (
+        "-DOCSTART- -X- O O\n\nIL-2 B-protein\ngene I-protein\nbinds O\n\n"
+        "-DOCSTART- -X- O O\n\nNF-kB B-protein\n. O\n\n"
+    )
+    stats = ConversionStats()
+    docs = read_docs(write(text, "input.iob2"), stats=stats)
+    assert len(docs) == 2 and (stats.sentences, stats.tokens) == (2, 5)
+    assert [[t.text for t in d] for d in docs] == [["IL-2", "gene", "binds"], ["NF-kB", "."]]
+    assert [ents(d) for d in docs] == [[(0, 2, "protein")], [(0, 1, "protein")]]
+    assert_export_round_trips(docs, write)
+
+
+@pytest.mark.parametrize("lead", [True, False], ids=["docstart-first", "tokens-first"])
+@pytest.mark.parametrize("sep", [" ", "\t"], ids=["space", "tab"])
+@pytest.mark.parametrize("docstart", ["-DOCSTART- -X- O O", "-DOCSTART-", "-DOCSTART- -X- -X- O"])
+def test_docstart_any_width_in_four_column_conll(write, sep, docstart, lead):
+    """word POS chunk tag, with ``-DOCSTART-`` lines of any width, always space-separated
+    (as exports write them), first in the file or only between documents."""
+    rows1 = [("EU", "NNP", "B-NP", "B-ORG"), ("rejects", "VBZ", "B-VP", "O"), ("German", "JJ", "B-NP", "B-MISC")]
+    rows2 = [("Peter", "NNP", "B-NP", "B-PER"), ("Blackburn", "NNP", "I-NP", "I-PER")]
+    rows3 = [("BRUSSELS", "NNP", "B-NP", "B-LOC"), ("1996-08-22", "CD", "I-NP", "O")]
+
+    def block(rows):
+        return "".join(sep.join(r) + "\n" for r in rows) + "\n"
+
+    text = f"{docstart}\n\n" if lead else ""
+    text += f"{block(rows1)}{block(rows2)}{docstart}\n\n{block(rows3)}"
+    stats = ConversionStats()
+    docs = read_docs(write(text, "input.conll"), stats=stats)
+    assert stats.empty_documents == 0 and (stats.sentences, stats.tokens) == (3, 7)
+    if lead:
+        assert [t.text for t in docs[0]] == ["EU", "rejects", "German", "Peter", "Blackburn"]
+        assert [ents(d) for d in docs] == [[(0, 1, "ORG"), (2, 3, "MISC"), (3, 5, "PER")], [(0, 1, "LOC")]]
+    else:  # sentences before the first -DOCSTART- are one document each, as in a file without any
+        assert [t.text for t in docs[0]] == ["EU", "rejects", "German"]
+        assert [ents(d) for d in docs] == [[(0, 1, "ORG"), (2, 3, "MISC")], [(0, 2, "PER")], [(0, 1, "LOC")]]
+    assert [t.text for t in docs[-1]] == ["BRUSSELS", "1996-08-22"]
+    assert_export_round_trips(docs, write)

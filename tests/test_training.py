@@ -16,31 +16,10 @@ from spacy_bioner.errors import BackboneNotFoundError
 from spacy_bioner.training.config import build_config, fit_schedule
 
 from .conftest import PROJECT
-from .tiny_models import FAMILIES, build_tiny_backbone
 
 BASE = PROJECT / "configs" / "transformer.cfg"
 BACKBONES = sorted((PROJECT / "configs" / "backbones").glob("*.cfg"))
 FAMILY = {"roberta-base": "roberta", "gpt2": "gpt2", "deberta-v3-base": "deberta"}  # the rest are WordPiece BERTs
-TRAIN = (
-    "BRCA1\tB-Gene\nmutations\tO\ncause\tO\nhereditary\tO\nbreast\tB-Disease\ncancer\tI-Disease\n.\tO\n\n"
-    "TP53\tB-Gene\nis\tO\nmutated\tO\nin\tO\novarian\tB-Disease\ncarcinoma\tI-Disease\n.\tO\n\n"
-)
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backbones")
-    return {family: build_tiny_backbone(family, root / family, max_length=1024 if family == "gpt2" else 512)
-            for family in FAMILIES}
-
-
-@pytest.fixture(scope="session")
-def train_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.tsv"
-    path.write_text(TRAIN, encoding="utf8")
-    return path
-
-
 def make_nlp(tiny, train_file, backbone=None, family="bert", **overrides):
     config, _ = fit_schedule(build_config(BASE, backbone=backbone, overrides={
         "paths.backbone": str(tiny[family]), "paths.train": str(train_file), "paths.dev": str(train_file),

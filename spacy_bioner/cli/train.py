@@ -8,7 +8,7 @@ from wasabi import msg
 from . import app
 from ._util import EXTRA_ARGS, config_overrides, friendly_errors
 
-BASE = typer.Argument("transformer", help="Base config: a path, or a shipped name (transformer, tok2vec)")
+BASE = typer.Argument(..., help="Base config: a path, or a shipped name (transformer, tok2vec)")
 BACKBONE = typer.Option(None, "--backbone", "-b",
                         help="Backbone overrides: a path, or a shipped name (minilm, biobert…; `spacy-bioner configs`)")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
@@ -17,7 +17,7 @@ TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 @app.command("config", context_settings=EXTRA_ARGS)
 def config_cli(
     ctx: typer.Context,
-    base: str = typer.Argument(..., help="Base config: a path, or a shipped name (transformer, tok2vec)"),
+    base: str = BASE,
     output: Path = typer.Argument(..., help="Where to write the merged config"),
     backbone: Optional[str] = BACKBONE,
 ) -> None:
@@ -31,7 +31,7 @@ def config_cli(
     with friendly_errors():
         overrides = config_overrides(ctx.args)
         config = build_config(base, backbone=backbone, overrides=overrides)
-        config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides)
+        config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides, need_corpus=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(output)
         msg.good(f"Wrote {output} (schedule: {plan.total_steps} steps, {plan.source})")

@@ -30,10 +30,18 @@ def load_docbin(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[D
         return list(DocBin(store_user_data=True).from_bytes(data).get_docs(vocab or Vocab()))
     except Exception as err:  # zlib, msgpack and spaCy errors all mean the same thing here
         raise CorpusFormatError(
-            f"not a readable spaCy DocBin ({type(err).__name__}: {str(err)[:80]}); the file is corrupt or "
-            "truncated: re-create it with `spacy-bioner convert`",
+            f"not a readable spaCy DocBin ({type(err).__name__}: {_first_words(str(err))}); the file is corrupt "
+            "or truncated: re-create it with `spacy-bioner convert`",
             path=path,
         ) from None
+
+
+def _first_words(text: str, limit: int = 80) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis when longer than ``limit``."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def save_docbin(docs: Iterable[Doc], path: Union[str, Path]) -> None:

@@ -24,27 +24,56 @@ ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler")
 CLEANED_ATTRS = {"tensor": None, "_.trf_data": None}
 
 
+def _config_problem(err: Exception) -> str:
+    """One line saying what is wrong in a config (confection's errors span many lines)."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
+                         for e in (getattr(err, "errors", None) or []))
+    text = problems or str(getattr(err, "desc", None) or err)
+    text = text.replace("Make sure the sections and values are formatted correctly.", "")
+    return " ".join(text.split())[:300]
+
+
 def load_pipeline(model: Union[str, Path]) -> "Language":
     """``spacy.load`` with one clear error for a path that is not a trained pipeline.
 
     model (Union[str, Path]): a pipeline folder (``training/x/model-best``) or an installed package name.
+    RETURNS (Language): the pipeline. Anything that is not a loadable pipeline
+        is a :class:`~spacy_bioner.errors.ModelLoadError` of one line.
     """
     import spacy
+    from confection import ConfigValidationError
     from spacy.util import is_package
+    from thinc.api import Config
 
     path = Path(model)
     if not path.exists() and not is_package(str(model)):
         raise ModelLoadError(f"{model}: no such pipeline folder or installed pipeline package; give a trained "
                              "pipeline, e.g. training/demo/model-best")
-    if path.is_dir() and not (path / "config.cfg").exists():
-        found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
-        hint = " (its model-best/ or model-last/ is)" if (path / "model-best").is_dir() else ""
-        raise ModelLoadError(f"{model}: not a spaCy pipeline folder{hint}: it has no config.cfg (found: {found})")
+    if path.is_dir():
+        # `train` writes config.cfg next to model-best/ and model-last/: that folder is no pipeline either.
+        trained = [name for name in ("model-best", "model-last") if (path / name).is_dir()]
+        if trained and not (path / "meta.json").exists():
+            raise ModelLoadError(f"{model}: a training output folder, not a pipeline; give {path / trained[0]} "
+                                 "instead")
+        if not (path / "config.cfg").exists():
+            found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
+            raise ModelLoadError(f"{model}: not a spaCy pipeline folder, it has no config.cfg (found: {found}); "
+                                 "give the folder that holds config.cfg, e.g. training/demo/model-best")
     if path.exists() and not path.is_dir():
         raise ModelLoadError(f"{model}: a file, not a pipeline folder; give the folder that holds config.cfg")
+    if path.is_dir():
+        # spaCy reads meta.json first, so a broken config.cfg would show up as a meta.json problem.
+        try:
+            Config().from_disk(path / "config.cfg", interpolate=False)
+        except Exception as err:  # configparser and confection errors: not a config at all
+            raise ModelLoadError(f"{path / 'config.cfg'}: not a readable spaCy config ({_config_problem(err)}); "
+                                 f"is {model} a trained pipeline?") from None
     try:
         return spacy.load(model)
-    except (OSError, ValueError, KeyError) as err:  # E050/E052/E053, bad config, missing weights…
+    except ConfigValidationError as err:
+        raise ModelLoadError(f"{model}: cannot load this pipeline, its config is not valid: "
+                             f"{_config_problem(err)}") from None
+    except (OSError, ValueError, KeyError) as err:  # E050/E052/E053, unknown factory, missing weights…
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"{model}: cannot load this pipeline: {first}") from None
 

@@ -2,7 +2,7 @@
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .scoring import LENGTH_BUCKETS, MISSED, RELAXED_SCHEMES, SPURIOUS, SentencePair, errors
 
@@ -22,6 +22,22 @@ def _bootstrap_sentence(b: Dict[str, Any]) -> str:
         return ""
     return (f" Strict F1 95 % bootstrap interval ({b['n_samples']} resamples of sentences, seed {b['seed']}): "
             f"{_pct(b['low'])}–{_pct(b['high'])}.")
+
+
+def _thin_data_note(metrics: Dict[str, Any]) -> Optional[str]:
+    """A plain sentence when one side (or both) has no entity, else None."""
+    n_gold, n_pred = metrics["n_gold"], metrics["n_pred"]
+    if not n_gold and not n_pred:
+        return ("**Neither the gold data nor the predictions have any entity**: precision, recall and F1 are "
+                "undefined (shown as 0.00), and there is nothing to show per type, in the confusion table or "
+                "among the errors.")
+    if not n_gold:
+        return ("**The gold data has no entities**: recall is undefined (shown as 0.00) and every prediction "
+                "counts as a false positive.")
+    if not n_pred:
+        return ("**No entity was predicted**: precision is undefined (shown as 0.00) and every gold entity "
+                "counts as a false negative.")
+    return None
 
 
 def markdown_report(
@@ -48,14 +64,21 @@ def markdown_report(
         f"Token accuracy: {_pct(metrics['token_accuracy'])}." + _bootstrap_sentence(metrics["bootstrap"]),
         "",
     ]
+    note = _thin_data_note(metrics)
+    if note:
+        lines += [note, ""]
     if metrics.get("unknown_gold_labels"):
         listed = ", ".join(f"{k} ({v})" for k, v in metrics["unknown_gold_labels"].items())
         lines += [f"**Gold labels the pipeline never predicts** (counted as misses): {listed}.", ""]
     if "words_per_second" in metrics:
         lines += [f"Pipeline speed: {metrics['words_per_second']:.0f} words/s.", ""]
-    lines += ["## Per type (seqeval strict)", "", "| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-    for label, v in sq["per_type"].items():
-        lines.append(f"| {label} | {_pct(v['precision'])} | {_pct(v['recall'])} | {_pct(v['f1'])} | {v['support']} |")
+    lines += ["## Per type (seqeval strict)", ""]
+    if sq["per_type"]:
+        lines += ["| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for label, v in sq["per_type"].items():
+            lines.append(f"| {label} | {_pct(v['precision'])} | {_pct(v['recall'])} | {_pct(v['f1'])} | {v['support']} |")
+    else:
+        lines.append("No entities of any type in the gold data or the predictions.")
     lines += ["", "## By gold entity length (strict)", "", "| tokens | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for bucket in LENGTH_BUCKETS:
         v = metrics["by_length"][bucket]
@@ -73,26 +96,57 @@ def markdown_report(
         "",
     ]
     conf = metrics["confusion"]
-    cols = sorted({c for row in conf.values() for c in row} - {MISSED}) + [MISSED]
-    lines.append("| gold \\ predicted | " + " | ".join(cols) + " |")
-    lines.append("|---|" + "---:|" * len(cols))
-    for gold in sorted(set(conf) - {SPURIOUS}) + ([SPURIOUS] if SPURIOUS in conf else []):
-        lines.append(f"| {gold} | " + " | ".join(str(conf[gold].get(c, 0)) for c in cols) + " |")
+    if conf:
+        rows, cols = _confusion_axes(conf)
+        lines.append("| gold \\ predicted | " + " | ".join(cols) + " |")
+        lines.append("|---|" + "---:|" * len(cols))
+        for gold in rows:
+            lines.append(f"| {gold} | " + " | ".join(str(conf[gold].get(c, 0)) for c in cols) + " |")
+    else:
+        lines.append("No entities on either side: nothing to confuse.")
     for kind, heading in (("fp", "false positives"), ("fn", "false negatives")):
-        lines += ["", f"## The 20 most frequent {heading}", "", "| count | entity | type | context |", "|---:|---|---|---|"]
-        for err in errors(pairs, kind=kind, top=20):
+        lines += ["", f"## The 20 most frequent {heading}", ""]
+        found = errors(pairs, kind=kind, top=20)
+        if not found:
+            lines.append(f"No {heading}.")
+            continue
+        lines += ["| count | entity | type | context |", "|---:|---|---|---|"]
+        for err in found:
             text, context = (err[k].replace("|", "\\|") for k in ("text", "context"))
             lines.append(f"| {err['count']} | {text} | {err['label']} | {context} |")
     if plots:
         lines += ["", "## Plots", ""]
+        if not metrics["n_gold"] and not metrics["n_pred"]:
+            lines += ["There are no entities, so there is nothing to plot; the plots below say so.", ""]
         for name, path in plots.items():
             shown = os.path.relpath(path, relative_to) if relative_to else str(path)
             lines.append(f"![{name}]({shown})")
     return "\n".join(lines) + "\n"
 
 
+def _confusion_axes(conf: Dict[str, Dict[str, int]]) -> Tuple[List[str], List[str]]:
+    """Rows (gold types, then spurious) and columns (predicted types, then missed) of the confusion table."""
+    rows = sorted(set(conf) - {SPURIOUS}) + ([SPURIOUS] if SPURIOUS in conf else [])
+    cols = sorted({c for row in conf.values() for c in row} - {MISSED}) + [MISSED]
+    return rows, cols
+
+
+def _note_plot(plt: Any, path: Path, title: str, note: str) -> None:
+    """A PNG with a title and a note instead of a chart (nothing to draw)."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=11, transform=ax.transAxes)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_plots(metrics: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
-    """Per-type bar chart, confusion heatmap and F1 by length, as PNG files."""
+    """Per-type bar chart, confusion heatmap and F1 by length, as PNG files.
+
+    Every file is always written; a plot with nothing to draw (no entity on
+    either side) holds a note saying so instead of empty axes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,6 +158,28 @@ def write_plots(metrics: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
 
     per_type = metrics["seqeval"]["per_type"]
     labels = list(per_type)
+    paths["per_type"] = out_dir / "per_type.png"
+    if labels:
+        _per_type_plot(plt, np, per_type, paths["per_type"])
+    else:
+        _note_plot(plt, paths["per_type"], "Per type (seqeval strict)",
+                   "No entities in the gold data or the predictions:\nnothing to plot.")
+
+    conf = metrics["confusion"]
+    paths["confusion"] = out_dir / "confusion.png"
+    if conf:
+        _confusion_plot(plt, np, conf, paths["confusion"])
+    else:
+        _note_plot(plt, paths["confusion"], "Confusion (entities)",
+                   "No entities in the gold data or the predictions:\nnothing to plot.")
+
+    paths["f1_by_length"] = out_dir / "f1_by_length.png"
+    _length_plot(plt, metrics["by_length"], paths["f1_by_length"])
+    return paths
+
+
+def _per_type_plot(plt: Any, np: Any, per_type: Dict[str, Dict[str, Any]], path: Path) -> None:
+    labels = list(per_type)
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels) + 2), 4))
     x = np.arange(len(labels))
     for k, key in enumerate(("precision", "recall", "f1")):
@@ -113,13 +189,12 @@ def write_plots(metrics: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     ax.set_title("Per type (seqeval strict)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    paths["per_type"] = out_dir / "per_type.png"
-    fig.savefig(paths["per_type"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    conf = metrics["confusion"]
-    rows = sorted(set(conf) - {SPURIOUS}) + ([SPURIOUS] if SPURIOUS in conf else [])
-    cols = sorted({c for row in conf.values() for c in row} - {MISSED}) + [MISSED]
+
+def _confusion_plot(plt: Any, np: Any, conf: Dict[str, Dict[str, int]], path: Path) -> None:
+    rows, cols = _confusion_axes(conf)
     matrix = np.array([[conf.get(r, {}).get(c, 0) for c in cols] for r in rows], dtype=float)
     fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(cols) + 3), max(3, 0.6 * len(rows) + 2)))
     im = ax.imshow(matrix, cmap="Blues")
@@ -134,11 +209,11 @@ def write_plots(metrics: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     fig.colorbar(im, ax=ax)
     ax.set_title("Confusion (entities)")
     fig.tight_layout()
-    paths["confusion"] = out_dir / "confusion.png"
-    fig.savefig(paths["confusion"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    by_length = metrics["by_length"]
+
+def _length_plot(plt: Any, by_length: Dict[str, Dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     f1 = [by_length[b]["f"] for b in LENGTH_BUCKETS]
     bars = ax.bar(LENGTH_BUCKETS, f1, color="tab:green")
@@ -149,11 +224,12 @@ def write_plots(metrics: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     ax.set_xlabel("gold entity length (tokens)")
     ax.set_ylabel("strict F1")
     ax.set_title("F1 by entity length")
+    if not any(by_length[b]["support"] for b in LENGTH_BUCKETS):
+        ax.text(0.5, 0.5, "No gold entities: F1 by length is undefined (shown as 0).", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9)
     fig.tight_layout()
-    paths["f1_by_length"] = out_dir / "f1_by_length.png"
-    fig.savefig(paths["f1_by_length"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
 
 
 def write_outputs(

@@ -116,7 +116,14 @@ def count_epoch(config: Config) -> Tuple[int, int, int]:
     return batches, len(examples), sum(len(eg) for eg in examples)
 
 
-def fit_schedule(config: Config, *, explicit: bool = False) -> Tuple[Config, SchedulePlan]:
+def _count_or_none(config: Config) -> Optional[Tuple[int, int, int]]:
+    try:
+        return count_epoch(config)
+    except Exception:  # no paths.train yet (e.g. `spacy-bioner config` before conversion)
+        return None
+
+
+def fit_schedule(config: Config, *, explicit: bool = False, need_corpus: bool = True) -> Tuple[Config, SchedulePlan]:
     """Make the learning-rate schedule's ``total_steps`` follow the run's real length.
 
     * ``training.max_epochs = N > 0``: N × the batches per epoch of the training
@@ -130,6 +137,8 @@ def fit_schedule(config: Config, *, explicit: bool = False) -> Tuple[Config, Sch
 
     config (Config): the merged config (modified in place and returned).
     explicit (bool): ``total_steps`` was set on purpose; keep it.
+    need_corpus (bool): an epoch-bounded run whose corpus cannot be read is an
+        error (training); if False it is left unfitted, with the reason in the plan.
     RETURNS (Tuple[Config, SchedulePlan]): the config and the plan.
     """
     training = config.get("training", {})
@@ -141,8 +150,16 @@ def fit_schedule(config: Config, *, explicit: bool = False) -> Tuple[Config, Sch
     if not isinstance(max_steps, int) or not isinstance(max_epochs, int):
         return config, SchedulePlan(total_steps=current, source="unchanged (max_steps/max_epochs not literal)")
     plan = SchedulePlan(total_steps=current)
+    counted = None
     if max_epochs > 0:
-        batches, n_examples, n_words = count_epoch(config)
+        counted = count_epoch(config) if need_corpus else _count_or_none(config)
+        if counted is None:
+            return config, SchedulePlan(total_steps=current, epochs=max_epochs,
+                                        source="unchanged: set paths.train to fit it to the epochs")
+    elif max_steps > 0:
+        counted = _count_or_none(config)
+    if max_epochs > 0 and counted is not None:
+        batches, n_examples, n_words = counted
         total = max_epochs * batches
         if max_steps > 0:
             total = min(total, max_steps)
@@ -152,6 +169,8 @@ def fit_schedule(config: Config, *, explicit: bool = False) -> Tuple[Config, Sch
                                 f", capped by max_steps {max_steps}" if 0 < max_steps < max_epochs * batches else ""))
     elif max_steps > 0:
         plan = SchedulePlan(total_steps=max_steps, source="training.max_steps")
+        if counted is not None:
+            plan.steps_per_epoch, plan.train_examples, plan.train_words = counted
     if explicit or not has_total:
         plan.total_steps, plan.source = current, "explicit" if explicit else "no total_steps in the schedule"
         return config, plan

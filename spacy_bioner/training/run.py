@@ -39,6 +39,7 @@ class RunRecord:
     peak_gpu_mib: Optional[float]
     best_step: Optional[int]
     dev_scores: Dict[str, Any]
+    learn_rates: List[List[Any]]
     schedule: Dict[str, Any]
     backbone: Optional[str]
     config: Dict[str, Any] = field(repr=False, default_factory=dict)
@@ -61,8 +62,8 @@ def run_training(
     *,
     gpu_id: int = -1,
     explicit_total_steps: bool = False,
-    stdout: IO = sys.stdout,
-    stderr: IO = sys.stderr,
+    stdout: Optional[IO] = None,
+    stderr: Optional[IO] = None,
 ) -> RunRecord:
     """Train one pipeline and record the run.
 
@@ -70,8 +71,8 @@ def run_training(
     output_dir (Path): gets ``config.cfg``, ``model-best``, ``model-last`` and ``run.json``.
     gpu_id (int): GPU index, -1 for CPU.
     explicit_total_steps (bool): the schedule's ``total_steps`` was set on purpose.
-    stdout (IO): where spaCy's progress table goes.
-    stderr (IO): where spaCy's logger writes warnings.
+    stdout (Optional[IO]): where spaCy's progress table goes (default: ``sys.stdout`` at call time).
+    stderr (Optional[IO]): where spaCy's logger writes warnings (default: ``sys.stderr``).
     RETURNS (RunRecord): also written to ``output_dir/run.json``.
     """
     from spacy.training.initialize import init_nlp
@@ -93,7 +94,7 @@ def run_training(
         model_last=str(output_dir / "model-last"),
         gpu_id=gpu_id,
         steps=steps,
-        epochs=round(steps / per_epoch, 3) if per_epoch else progress["epoch"],
+        epochs=round(steps / per_epoch, 3) if per_epoch else progress["epoch"] + 1,
         train_words=progress["words"],
         wall_seconds=time.perf_counter() - start,
         train_seconds=progress["seconds"],
@@ -102,6 +103,7 @@ def run_training(
         peak_gpu_mib=peak_gpu_memory_mib(gpu_id),
         best_step=progress["best_step"],
         dev_scores=progress["best_scores"],
+        learn_rates=sample_rates(progress["learn_rates"], steps=steps),
         schedule=plan.to_dict(),
         backbone=backbone,
         config=json.loads(json.dumps(config, default=str)),
@@ -110,8 +112,8 @@ def run_training(
     return record
 
 
-def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: IO = sys.stdout,
-              stderr: IO = sys.stderr) -> Dict[str, Any]:
+def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO] = None,
+              stderr: Optional[IO] = None) -> Dict[str, Any]:
     """spaCy's training loop (``spacy.training.loop.train``), keeping count as it goes.
 
     The same steps as spaCy's own ``train``: its batches, evaluation callback,
@@ -121,7 +123,8 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: IO = sys.std
 
     nlp (Language): an initialised pipeline with its full config.
     output_path (Path): where checkpoints go.
-    RETURNS (Dict[str, Any]): ``steps``, ``epoch``, ``words``, ``seconds``, ``best_step``, ``best_scores``.
+    RETURNS (Dict[str, Any]): ``steps``, ``epoch``, ``words``, ``seconds``, ``best_step``, ``best_scores``,
+        ``learn_rates`` (the rate each step used, by step).
     """
     import shutil
 
@@ -133,6 +136,8 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: IO = sys.std
     from thinc.api import fix_random_seed, set_gpu_allocator
     from wasabi import Printer
 
+    stdout = stdout if stdout is not None else sys.stdout
+    stderr = stderr if stderr is not None else sys.stderr
     msg = Printer(no_print=True)
     config = nlp.config.interpolate()
     if config["training"]["seed"] is not None:
@@ -166,13 +171,15 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: IO = sys.std
     with nlp.select_pipes(disable=frozen):
         log_step, finalize_logger = T["logger"](nlp, stdout, stderr)
     progress: Dict[str, Any] = {"steps": 0, "epoch": 0, "words": 0, "seconds": 0.0, "best_step": None,
-                                "best_scores": {}}
+                                "best_scores": {}, "learn_rates": {0: _rate(optimizer)}}
     best_score: Optional[float] = None
     start = time.perf_counter()
     try:
         for _batch, info, is_best in iterator:
             progress.update(steps=info["step"] + 1, epoch=info["epoch"], words=info["words"],
                             seconds=time.perf_counter() - start)
+            # the rate the next step will use (step_schedules has run)
+            progress["learn_rates"][info["step"] + 1] = _rate(optimizer)
             if is_best is not None:
                 if best_score is None or info["score"] > best_score:
                     best_score = info["score"]
@@ -194,6 +201,18 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: IO = sys.std
         nlp.use_params(optimizer.averages)
     stdout.write(msg.good("Saved pipeline to output directory", output_path / DIR_MODEL_LAST) + "\n")
     return progress
+
+
+def _rate(optimizer) -> Optional[float]:
+    rate = getattr(optimizer, "learn_rate", None)
+    return float(rate) if isinstance(rate, (int, float)) else None
+
+
+def sample_rates(rates: Dict[int, Optional[float]], *, steps: int, points: int = 20) -> List[List[Any]]:
+    """``[step, rate]`` at step 0, about ``points`` evenly spaced steps, and the last step run."""
+    every = max(1, steps // points)
+    keep = sorted({0, max(steps - 1, 0), *range(0, steps, every)})
+    return [[k, rates.get(k)] for k in keep if k in rates]
 
 
 def _plain_scores(scores: Dict[str, Any]) -> Dict[str, Any]:
