@@ -228,7 +228,7 @@ def spacy_bioner_run(py: str, base: str, out: Path, test: Path, metrics: Path, g
         "train_loop_s": rec["train_seconds"], "train_words_per_s": rec["train_words_per_second"],
         "loop_peak_rss_mib": rec["peak_rss_mib"], "peak_gpu_mib": rec["peak_gpu_mib"],
         "steps": rec["steps"], "epochs": rec["epochs"], "train_words_seen": rec["train_words"],
-        "run_wall_s": rec["wall_seconds"], "schedule": rec.get("schedule"),
+        "run_wall_s": rec["wall_seconds"], "schedule": rec.get("schedule"), "learn_rates": rec.get("learn_rates"),
         "predict_words_per_s": m["words_per_second"], "predict_peak_gpu_mib": m.get("peak_gpu_mib"),
         "p": m["seqeval"]["precision"], "r": m["seqeval"]["recall"], "f": m["seqeval"]["f1"],
         "spacy_f": m["spacy"]["ents_f"],
