@@ -14,6 +14,7 @@ GROUPS = {
     "spacy_batchers": "batchers",
     "spacy_span_getters": "span_getters",
     "thinc_schedules": "schedules",
+    "thinc_layers": "layers",
 }
 
 
@@ -26,8 +27,12 @@ def test_package_declares_entry_points():
     names = {ep.name for ep in entry_points()}
     assert {"spacy_bioner.IOBCorpus.v1", "spacy_bioner.TransformerModel.v1", "spacy_bioner.subword_windows.v1",
             "spacy_bioner.batch_by_sentences.v1", "spacy_bioner.warmup_linear_fraction.v1"} <= names
-    for name in names:
+    factories = {ep.name for ep in entry_points() if ep.group == "spacy_factories"}
+    assert "bioner_tagger" in factories
+    for name in names - factories:
         assert name.startswith("spacy_bioner") and ".v" in name, f"{name}: must be namespaced and versioned"
+    for name in factories:  # factories are named like spaCy's own ("ner"), with the project's prefix
+        assert name.startswith("bioner_"), f"{name}: factories start with bioner_"
 
 
 @pytest.mark.parametrize("ep", entry_points(), ids=lambda ep: f"{ep.group}:{ep.name}")

@@ -11,6 +11,7 @@ from ._util import EXTRA_ARGS, config_overrides, friendly_errors
 BASE = typer.Argument(..., help="Base config: a path, or a shipped name (transformer, tok2vec)")
 BACKBONE = typer.Option(None, "--backbone", "-b",
                         help="Backbone overrides: a path, or a shipped name (minilm, biobert…; `spacy-bioner configs`)")
+HEAD = typer.Option(None, "--head", help="Entity head: ner (transition-based, the default) or tagger (bioner_tagger)")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 
@@ -20,6 +21,7 @@ def config_cli(
     base: str = BASE,
     output: Path = typer.Argument(..., help="Where to write the merged config"),
     backbone: Optional[str] = BACKBONE,
+    head: Optional[str] = HEAD,
 ) -> None:
     """Write the merged config (base + backbone + overrides), for `spacy train`.
 
@@ -30,7 +32,7 @@ def config_cli(
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
-        config = build_config(base, backbone=backbone, overrides=overrides)
+        config = build_config(base, backbone=backbone, head=head, overrides=overrides)
         config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides, need_corpus=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(output)
@@ -44,6 +46,7 @@ def train_cli(
     output_dir: Path = typer.Option(..., "--output", "-o", help="Output folder (model-best, model-last, config.cfg, run.json)"),
     backbone: Optional[str] = BACKBONE,
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    head: Optional[str] = HEAD,
 ) -> None:
     """Train a pipeline: merge the configs, check the backbone, fit the schedule, run spaCy's loop.
 
@@ -56,7 +59,7 @@ def train_cli(
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
-        config = build_config(base, backbone=backbone, overrides=overrides)
+        config = build_config(base, backbone=backbone, head=head, overrides=overrides)
         record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides)
     if record.backbone:
         msg.info(f"Backbone: {config['paths']['backbone']} → {record.backbone}")

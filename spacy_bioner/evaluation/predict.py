@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from spacy.tokens import Doc
 
 #: Factories whose components set ``doc.ents``.
-ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler")
+ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler", "bioner_tagger")
 #: What ``doc_cleaner`` drops from predicted Docs.
 CLEANED_ATTRS = {"tensor": None, "_.trf_data": None}
 

@@ -15,6 +15,9 @@ from ..models.backbones import resolve_backbone
 #: The configs that ship inside the package (``configs/`` in a clone links here).
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BACKBONE_DIR = CONFIG_DIR / "backbones"
+HEAD_DIR = CONFIG_DIR / "heads"
+#: Head name → the pipeline component it adds (the one it replaces must be one of these).
+HEADS = {"ner": "ner", "tagger": "bioner_tagger"}
 
 
 def packaged_configs() -> Dict[str, List[Path]]:
@@ -22,6 +25,7 @@ def packaged_configs() -> Dict[str, List[Path]]:
     return {
         "base": sorted(CONFIG_DIR.glob("*.cfg")),
         "backbone": sorted(BACKBONE_DIR.glob("*.cfg")),
+        "head": sorted(HEAD_DIR.glob("*.cfg")),
     }
 
 
@@ -30,13 +34,13 @@ def resolve_config_path(value: Union[str, Path], *, kind: str = "base") -> Path:
 
     value (Union[str, Path]): a path (``configs/transformer.cfg``) or a name
         (``transformer``; for backbones ``minilm``, ``biobert``…).
-    kind (str): ``base`` or ``backbone``.
+    kind (str): ``base``, ``backbone`` or ``head``.
     RETURNS (Path): an existing file.
     """
     path = Path(value).expanduser()
     if path.is_file():
         return path
-    folder = BACKBONE_DIR if kind == "backbone" else CONFIG_DIR
+    folder = {"backbone": BACKBONE_DIR, "head": HEAD_DIR}.get(kind, CONFIG_DIR)
     name = path.name[:-4] if path.name.endswith(".cfg") else path.name
     shipped = folder / f"{name}.cfg"
     if shipped.is_file() and (path.parent == Path(".") or path.parent.name in (folder.name, "configs")):
@@ -52,12 +56,15 @@ def build_config(
     base: Union[str, Path],
     *,
     backbone: Union[str, Path, None] = None,
+    head: Union[str, Path, None] = None,
     overrides: Optional[Dict[str, Any]] = None,
 ) -> Config:
-    """The base config merged with a backbone's overrides, then ``--section.key`` overrides.
+    """The base config merged with a backbone's overrides and a head, then ``--section.key`` overrides.
 
     base (Union[str, Path]): e.g. ``configs/transformer.cfg`` or ``transformer``.
     backbone (Union[str, Path, None]): e.g. ``configs/backbones/biobert.cfg`` or ``biobert``.
+    head (Union[str, Path, None]): ``ner`` or ``tagger`` (or a head file): replaces the
+        base's entity component, whatever the backbone.
     overrides (Optional[Dict[str, Any]]): dotted keys, as from the command line.
     RETURNS (Config): the merged config, not interpolated. ``total_steps`` of the
         schedule is fitted later (:func:`fit_schedule`), when the corpus is known.
@@ -65,10 +72,31 @@ def build_config(
     config = Config().from_disk(resolve_config_path(base, kind="base"), interpolate=False)
     if backbone is not None:
         config = config.merge(Config().from_disk(resolve_config_path(backbone, kind="backbone"), interpolate=False))
+    if head is not None:
+        config = swap_head(config, Config().from_disk(resolve_config_path(head, kind="head"), interpolate=False))
     overrides = dict(overrides or {})
     if overrides:
         config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
     return config
+
+
+def swap_head(config: Config, head: Config) -> Config:
+    """Replace the config's entity component (``ner`` or ``bioner_tagger``) with the head's.
+
+    config (Config): a full config whose pipeline has one head component.
+    head (Config): a head file: ``[nlp] pipeline`` and its ``[components.NAME]`` block.
+    RETURNS (Config): a new config.
+    """
+    config = Config(config).copy()
+    new = [name for name in head["components"]]
+    components = config.setdefault("components", {})
+    for old in HEADS.values():
+        components.pop(old, None)
+    merged = config.merge(head)
+    if "pipeline" not in head.get("nlp", {}):
+        pipeline = [name for name in config["nlp"]["pipeline"] if name not in HEADS.values()]
+        merged["nlp"]["pipeline"] = pipeline[:1] + new + pipeline[1:]
+    return merged
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Pipeline components: the ``bioner_tagger`` token-classification head and its decoding."""

@@ -1,0 +1,149 @@
+"""Tag sets and constrained decoding for token-classification heads.
+
+A tag set is ``O`` plus ``B-X``/``I-X`` per entity label (IOB2) or
+``B-X``/``I-X``/``L-X``/``U-X`` (BILUO). :func:`transition_mask` says which tag
+may follow which (``I-X`` only inside an ``X`` entity; in BILUO every entity
+closes with ``L``/``U``), and :func:`viterbi` finds the best sequence that
+obeys it, so entities never come from an invalid sequence. Everything works on
+NumPy or CuPy arrays alike (``xp``), batched over documents.
+"""
+from typing import List, Sequence, Tuple
+
+import numpy
+
+from ..types import EntitySpan
+
+#: Tag schemes a head can be trained with.
+HEAD_SCHEMES = ("iob2", "bilou")
+
+
+def tag_names(labels: Sequence[str], *, scheme: str) -> List[str]:
+    """``O`` then each label's tags, in a fixed order.
+
+    labels (Sequence[str]): entity labels.
+    scheme (str): ``iob2`` or ``bilou``.
+    RETURNS (List[str]): the tag names; index 0 is ``O``.
+    """
+    if scheme not in HEAD_SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(HEAD_SCHEMES)}")
+    prefixes = "BI" if scheme == "iob2" else "BILU"
+    return ["O"] + [f"{p}-{label}" for label in labels for p in prefixes]
+
+
+def _split(tag: str) -> Tuple[str, str]:
+    return ("O", "") if tag == "O" else (tag[0], tag[2:])
+
+
+def transition_mask(tags: Sequence[str]) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Which transitions are valid.
+
+    tags (Sequence[str]): tag names (``O``, ``B-X``, ``I-X``, ``L-X``, ``U-X``).
+    RETURNS: ``allowed[i, j]`` (tag j may follow tag i), ``start[j]`` (may open a
+        sentence), ``end[i]`` (may close one); boolean arrays.
+    """
+    parts = [_split(t) for t in tags]
+    bilou = any(p in ("L", "U") for p, _ in parts)
+    n = len(tags)
+    allowed = numpy.zeros((n, n), dtype=bool)
+    for i, (p_prev, l_prev) in enumerate(parts):
+        inside = p_prev in ("B", "I")
+        for j, (p_next, l_next) in enumerate(parts):
+            if p_next in ("I", "L"):
+                ok = inside and l_prev == l_next
+            elif bilou and inside:
+                ok = False  # an open BILUO entity must continue with I-/L- of its label
+            else:
+                ok = True  # O, B-, U- after O / a closed entity (IOB2: after anything)
+            allowed[i, j] = ok
+    start = numpy.array([p not in ("I", "L") for p, _ in parts])
+    end = numpy.array([not (bilou and p in ("B", "I")) for p, _ in parts])
+    return allowed, start, end
+
+
+def viterbi(
+    scores: Sequence, *, allowed, start, end, max_cells: int = 4_000_000
+) -> List[numpy.ndarray]:
+    """The best valid tag sequence per document.
+
+    scores (Sequence[Floats2d]): per document, ``(n_tokens, n_tags)`` log-probabilities
+        (NumPy or CuPy; all on the same device).
+    allowed, start, end: from :func:`transition_mask`.
+    max_cells (int): documents are decoded together, sorted by length, in groups
+        whose padded ``batch × length × tags`` stays under this.
+    RETURNS (List[numpy.ndarray]): tag ids per document (on the host).
+    """
+    out: List[numpy.ndarray] = [numpy.zeros((0,), dtype="int32") for _ in scores]
+    order = sorted((i for i in range(len(scores)) if len(scores[i])), key=lambda i: len(scores[i]))
+    if not order:
+        return out
+    n_tags = scores[order[0]].shape[1]
+    group: List[int] = []
+    for i in order:
+        if group and (len(group) + 1) * len(scores[i]) * n_tags > max_cells:
+            _viterbi_group([scores[k] for k in group], group, out, allowed, start, end)
+            group = []
+        group.append(i)
+    _viterbi_group([scores[k] for k in group], group, out, allowed, start, end)
+    return out
+
+
+def _viterbi_group(scores, ids, out, allowed, start, end) -> None:
+    xp = _xp(scores[0])
+    lengths = numpy.array([len(s) for s in scores])
+    batch, length, n_tags = len(scores), int(lengths.max()), scores[0].shape[1]
+    X = xp.zeros((batch, length, n_tags), dtype="float32")
+    for b, s in enumerate(scores):
+        X[b, : len(s)] = s
+    neg = xp.asarray(numpy.float32(-1e9))
+    trans = xp.where(xp.asarray(allowed), xp.asarray(numpy.float32(0.0)), neg)
+    best = X[:, 0] + xp.where(xp.asarray(start), 0.0, neg)[None, :]
+    back = xp.zeros((batch, length, n_tags), dtype="int32")
+    active_until = xp.asarray(lengths)
+    identity = xp.arange(n_tags, dtype="int32")[None, :]
+    for t in range(1, length):
+        cand = best[:, :, None] + trans[None, :, :]  # previous tag × next tag
+        prev = cand.argmax(axis=1).astype("int32")
+        new = xp.take_along_axis(cand, prev[:, None, :], axis=1)[:, 0, :] + X[:, t]
+        active = (t < active_until)[:, None]
+        best = xp.where(active, new, best)
+        back[:, t] = xp.where(active, prev, identity)
+    best = best + xp.where(xp.asarray(end), 0.0, neg)[None, :]
+    cur = best.argmax(axis=1).astype("int32")
+    path = xp.zeros((batch, length), dtype="int32")
+    rows = xp.arange(batch)
+    for t in range(length - 1, -1, -1):
+        path[:, t] = cur
+        cur = back[rows, t, cur]
+    path = path.get() if hasattr(path, "get") else numpy.asarray(path)
+    for b, doc_id in enumerate(ids):
+        out[doc_id] = path[b, : lengths[b]]
+
+
+def _xp(array):
+    from thinc.api import get_array_module
+
+    return get_array_module(array)
+
+
+def tags_to_spans(tag_ids: Sequence[int], tags: Sequence[str]) -> List[EntitySpan]:
+    """Entity spans ``(start, end, label)`` from a valid tag-id sequence.
+
+    tag_ids (Sequence[int]): decoded tag ids of one document.
+    tags (Sequence[str]): tag names.
+    RETURNS (List[EntitySpan]): spans; an ill-formed sequence is read leniently
+        (``I-X`` after ``O`` opens an entity), though :func:`viterbi` never yields one.
+    """
+    spans: List[EntitySpan] = []
+    start, label = -1, ""
+    for i, tag_id in enumerate(tag_ids):
+        prefix, lab = _split(tags[int(tag_id)])
+        if prefix in ("O", "B", "U") or (prefix in ("I", "L") and (start < 0 or lab != label)):
+            if start >= 0:
+                spans.append((start, i, label))
+            start, label = (i, lab) if prefix != "O" else (-1, "")
+        if prefix in ("L", "U") and start >= 0:
+            spans.append((start, i + 1, label))
+            start, label = -1, ""
+    if start >= 0:
+        spans.append((start, len(tag_ids), label))
+    return spans

@@ -1,0 +1,192 @@
+"""``bioner_tagger``: the published studies' token-classification head, as a spaCy component.
+
+A softmax over BIO (IOB2) or BILUO tags on top of token vectors (a transformer
+listener whose word vector is the first, last or mean subword), trained with
+cross-entropy computed in a few batched array operations, and decoded with a
+constrained Viterbi so ``doc.ents`` never comes from an invalid tag sequence.
+"""
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+from thinc.types import Floats2d
+
+from .decoding import HEAD_SCHEMES, tag_names, tags_to_spans, transition_mask, viterbi
+
+DEFAULT_CONFIG = """
+[model]
+@architectures = "spacy_bioner.TokenClassifier.v1"
+nO = null
+dropout = 0.1
+
+[model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[model.tok2vec.pooling]
+@layers = "spacy_bioner.subword_pooling.v1"
+mode = "first"
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
+
+
+@Language.factory(
+    "bioner_tagger",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={"model": DEFAULT_MODEL, "scheme": "iob2", "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_bioner_tagger(nlp: Language, name: str, model: Model[List[Doc], List[Floats2d]], scheme: str,
+                       scorer: Optional[Callable]) -> "BioNERTagger":
+    """A token-classification NER head with constrained decoding.
+
+    model (Model[List[Doc], List[Floats2d]]): tag scores per token (``spacy_bioner.TokenClassifier.v1``).
+    scheme (str): ``iob2`` (B/I/O, as the studies) or ``bilou``.
+    scorer (Optional[Callable]): scores ``doc.ents`` (spaCy's NER scorer).
+    """
+    return BioNERTagger(nlp.vocab, model, name, scheme=scheme, scorer=scorer)
+
+
+class BioNERTagger(TrainablePipe):
+    """Token classification over entity tags, decoded into ``doc.ents``."""
+
+    def __init__(self, vocab: Vocab, model: Model, name: str = "bioner_tagger", *, scheme: str = "iob2",
+                 scorer: Optional[Callable] = None) -> None:
+        if scheme not in HEAD_SCHEMES:
+            raise ValueError(f"bioner_tagger: unknown scheme {scheme!r}; choose one of {', '.join(HEAD_SCHEMES)}")
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.cfg: Dict = {"labels": [], "scheme": scheme}
+        self.scorer = scorer
+        self._tags_cache: Optional[Tuple[Tuple[str, ...], List[str]]] = None
+
+    # ------------------------------------------------------------------ labels
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """The entity labels (not the tags)."""
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def tags(self) -> List[str]:
+        """Tag names: ``O`` and each label's B/I (or B/I/L/U) tags."""
+        if self._tags_cache is None or self._tags_cache[0] != self.labels:
+            self._tags_cache = (self.labels, tag_names(self.labels, scheme=self.cfg["scheme"]))
+        return self._tags_cache[1]
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(f"bioner_tagger: a label must be a string, got {label!r}")
+        if label in self.labels:
+            return 0
+        self._allow_extra_label()
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def _allow_extra_label(self) -> None:
+        output = self.model.get_ref("output")
+        if output.has_dim("nO") and output.get_dim("nO") is not None and output.has_param("W"):
+            raise ValueError(f"bioner_tagger: cannot add a label after training started (labels: {self.labels})")
+
+    # -------------------------------------------------------------- prediction
+    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        """Decoded tag ids per Doc (the best valid sequence)."""
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            return [numpy.zeros((len(doc),), dtype="int32") for doc in docs]
+        scores = self.model.predict(docs)
+        return self.decode(scores)
+
+    def decode(self, scores: Sequence[Floats2d]) -> List[numpy.ndarray]:
+        """Constrained Viterbi over log-softmax scores, all documents at once."""
+        ops = self.model.ops
+        lengths = numpy.asarray([len(s) for s in scores], dtype="int32")
+        flat = ops.flatten(list(scores))
+        flat = flat - flat.max(axis=1, keepdims=True)
+        logp = flat - ops.xp.log(ops.xp.exp(flat).sum(axis=1, keepdims=True))
+        allowed, start, end = self._transitions()
+        return viterbi(ops.unflatten(logp, lengths), allowed=allowed, start=start, end=end)
+
+    def _transitions(self):
+        key = tuple(self.tags)
+        cached = getattr(self, "_transition_cache", None)
+        if cached is None or cached[0] != key:
+            self._transition_cache = (key, transition_mask(self.tags))
+        return self._transition_cache[1]
+
+    def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[numpy.ndarray]) -> None:
+        """Set ``doc.ents`` from decoded tag ids (every other token becomes ``O``)."""
+        tags = self.tags
+        for doc, ids in zip(docs, tag_ids):
+            spans = [Span(doc, start, end, label=label) for start, end, label in tags_to_spans(ids, tags)]
+            doc.set_ents(spans, default="outside")
+
+    # ---------------------------------------------------------------- training
+    def get_loss(self, examples: Iterable[Example], scores: Sequence[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        """Mean softmax cross-entropy over the batch's tokens, in a few array operations.
+
+        Tokens whose gold tag is unknown (missing annotation, misaligned) add nothing.
+        """
+        validate_examples(examples, "BioNERTagger.get_loss")
+        ops = self.model.ops
+        xp = ops.xp
+        examples = list(examples)
+        index = {tag: i for i, tag in enumerate(self.tags)}
+        gold = numpy.concatenate([self._gold_ids(eg, index) for eg in examples])
+        lengths = numpy.asarray([len(s) for s in scores], dtype="int32")
+        flat = ops.flatten(list(scores))
+        truth = xp.asarray(gold)
+        known = truth >= 0
+        n = max(int(known.sum()), 1)
+        shifted = flat - flat.max(axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        probs = exp / exp.sum(axis=1, keepdims=True)
+        rows = xp.arange(len(truth))
+        safe = xp.where(known, truth, 0)
+        picked = probs[rows, safe]
+        loss = float(-(xp.log(xp.maximum(picked, 1e-12)) * known).sum()) / n
+        d_scores = probs.copy()
+        d_scores[rows, safe] -= 1.0
+        d_scores *= (known[:, None] / n).astype(d_scores.dtype)
+        if xp.isnan(loss):
+            raise ValueError(f"{self.name}: the loss is NaN (learning rate too high, or fp16 overflow)")
+        return loss, ops.unflatten(d_scores, lengths)
+
+    def _gold_ids(self, example: Example, index: Dict[str, int]) -> numpy.ndarray:
+        """Gold tag id per predicted token; -1 where unknown."""
+        biluo = example.get_aligned_ner()
+        scheme = self.cfg["scheme"]
+        out = numpy.full((len(biluo),), -1, dtype="int32")
+        for k, tag in enumerate(biluo):
+            if tag is None or tag == "-" or tag == "":
+                continue
+            if tag != "O" and scheme == "iob2":
+                tag = ("B" if tag[0] in "BU" else "I") + tag[1:]
+            out[k] = index.get(tag, -1)
+        return out
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels: Optional[Sequence[str]] = None) -> None:
+        """Take the labels from the data (or ``labels``), size the output layer, initialise the model."""
+        validate_get_examples(get_examples, "BioNERTagger.initialize")
+        if labels is None:
+            labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+        for label in labels:
+            self.add_label(label)
+        if not self.labels:
+            raise ValueError(f"{self.name}: no entity labels in the training data; is paths.train annotated?")
+        self.model.get_ref("output").set_dim("nO", len(self.tags))
+        sample = [eg.predicted for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=sample)
