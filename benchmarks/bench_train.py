@@ -284,7 +284,7 @@ def main() -> None:
                                    "model-last", corpora + [
                                        "--backbone", args.backbone_config, "--paths.backbone", args.backbone,
                                        "--training.max_epochs", str(args.epochs), "--training.max_steps", "0",
-                                       "--training.eval_frequency", "1000000",
+                                       "--training.eval_frequency", "1000000", "--training.patience", "0",
                                        "--training.batcher.size", str(args.batch_size),
                                        "--training.optimizer.learn_rate.initial_rate", str(args.lr),
                                        "--training.logger.progress_bar", "false"])

@@ -41,3 +41,21 @@ class GPUUnavailableError(RuntimeError):
 
 class ModelLoadError(OSError):
     """A trained pipeline could not be loaded (missing folder, not a pipeline…)."""
+
+
+class CorpusConfigError(ValueError):
+    """The config's corpus is not usable: no path set, or no examples in it."""
+
+
+def config_problem(err: Exception) -> str:
+    """One line saying what is wrong in a config (confection's errors span many lines).
+
+    err (Exception): a ``confection.ConfigValidationError`` or any config error.
+    """
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
+                         for e in (getattr(err, "errors", None) or []))
+    text = problems or str(getattr(err, "desc", None) or err)
+    text = text.replace("Make sure the sections and values are formatted correctly.", "")
+    title = getattr(err, "title", None)
+    text = f"{title}: {text}" if title and problems else text
+    return " ".join(text.split())[:400]

@@ -46,6 +46,7 @@ def files(tmp_path_factory):
     (root / "bad.tsv").write_text("BRCA1\tB-Gene\nmutations\tO\textra\n\n", encoding="utf8")
     (root / "corrupt.spacy").write_bytes(random.Random(0).randbytes(512))
     (root / "empty.spacy").write_bytes(b"")
+    (root / "empty.tsv").write_text("", encoding="utf8")
     nlp = spacy.blank("en")
     nlp.add_pipe("entity_ruler").add_patterns([{"label": "Gene", "pattern": "BRCA1"}])
     nlp.to_disk(root / "pipeline")
@@ -81,6 +82,12 @@ CASES = {
     "score-empty-gold": (["score", "empty.spacy", "gold.tsv"], ["empty.spacy: empty file"]),
     "evaluate-corrupt-data": (["evaluate", "pipeline", "corrupt.spacy"],
                               ["corrupt.spacy: not a readable spaCy DocBin"]),
+    # a config file that does not parse, and a training run without its corpus
+    "config-unparsable": (["config", "garbage_config/config.cfg", "out.cfg"], ["invalid config"]),
+    "train-no-paths-train": (["train", "tok2vec", "-o", "no_paths", "--training.max_epochs", "1",
+                              "--training.max_steps", "0"], ["paths.train is not set"]),
+    "train-empty-corpus": (["train", "tok2vec", "-o", "empty_corpus", "--paths.train", "empty.tsv",
+                            "--paths.dev", "gold.tsv"], ["empty.tsv"]),
     # (e) a malformed corpus line
     "convert-malformed-line": (["convert", "bad.tsv", "out.spacy"],
                                ["bad.tsv:2: expected 2 TAB-separated columns", "'mutations\\tO\\textra'"]),

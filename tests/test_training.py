@@ -62,7 +62,7 @@ def test_backbone_overrides_merge_over_base():
     assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 1024
     assert config["components"]["transformer"]["model"]["get_spans"]["@span_getters"] == "spacy_bioner.subword_windows.v1"
     assert config["components"]["ner"]["factory"] == "ner"  # untouched base
-    config, plan = fit_schedule(config)
+    config, plan = fit_schedule(config, need_corpus=False)  # no paths.train: nothing to count, steps suffice
     assert config["training"]["optimizer"]["learn_rate"]["total_steps"] == 300  # follows max_steps
     assert plan.source == "training.max_steps"
 

@@ -33,10 +33,22 @@ class _NoTorch(importlib.abc.MetaPathFinder):
         return None
 
 
-def keep_torch_out() -> None:
-    """Block torch imports for the rest of this process (light commands only)."""
-    if "torch" not in sys.modules and not any(isinstance(f, _NoTorch) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoTorch())
+def keep_torch_out() -> Optional[_NoTorch]:
+    """Block torch imports until :func:`let_torch_in` (light commands only).
+
+    RETURNS (Optional[_NoTorch]): the blocker, or None when torch or thinc is
+        already imported (then blocking would change nothing, or hide torch from thinc).
+    """
+    if {"torch", "thinc", "spacy"} & set(sys.modules):
+        return None
+    blocker = _NoTorch()
+    sys.meta_path.insert(0, blocker)
+    return blocker
+
+
+def let_torch_in(blocker: Optional[_NoTorch]) -> None:
+    if blocker is not None and blocker in sys.meta_path:
+        sys.meta_path.remove(blocker)
 
 
 def _command(argv: List[str]) -> Optional[str]:
@@ -51,8 +63,14 @@ from . import train as _train  # noqa: E402,F401
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script (and ``python -m spacy_bioner``).
+
+    A light command runs with torch blocked, in a process that has not imported
+    spaCy yet (a fresh CLI process); the blocker is removed when it returns.
+    """
     argv = sys.argv[1:] if argv is None else argv
-    if _command(argv) in LIGHT_COMMANDS:
-        keep_torch_out()
-    app(args=argv, prog_name="spacy-bioner")
+    blocker = keep_torch_out() if _command(argv) in LIGHT_COMMANDS else None
+    try:
+        app(args=argv, prog_name="spacy-bioner")
+    finally:
+        let_torch_in(blocker)

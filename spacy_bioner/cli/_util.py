@@ -4,12 +4,12 @@ from typing import Any, Dict, Iterator, List
 
 import typer
 
-from ..errors import (BackboneNotFoundError, ConfigNotFoundError, CorpusFormatError, GPUUnavailableError,
-                      ModelLoadError)
+from ..errors import (BackboneNotFoundError, ConfigNotFoundError, CorpusConfigError, CorpusFormatError,
+                      GPUUnavailableError, ModelLoadError, config_problem)
 
 #: Errors that mean "bad input": shown as one line, exit code 1.
-INPUT_ERRORS = (CorpusFormatError, BackboneNotFoundError, ConfigNotFoundError, FileNotFoundError,
-                GPUUnavailableError, ModelLoadError)
+INPUT_ERRORS = (CorpusFormatError, CorpusConfigError, BackboneNotFoundError, ConfigNotFoundError,
+                FileNotFoundError, GPUUnavailableError, ModelLoadError)
 #: Let a command take ``--section.key value`` options it does not declare.
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -31,8 +31,7 @@ def friendly_errors() -> Iterator[None]:
         # One unwrapped line, so editors and terminals can jump to file:line.
         fail(" ".join(str(err).split("\n")))
     except ConfigValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in err.errors)
-        fail(f"invalid config{f' ({err.title})' if err.title else ''}: {problems or err.desc}")
+        fail(f"invalid config: {config_problem(err)}")
 
 
 def config_overrides(args: List[str]) -> Dict[str, Any]:

@@ -36,7 +36,9 @@ def config_cli(
         config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides, need_corpus=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(output)
-        msg.good(f"Wrote {output} (schedule: {plan.total_steps} steps, {plan.source})")
+    if plan.source.startswith("unchanged"):
+        msg.warn(f"The schedule's total_steps ({plan.total_steps}) is not fitted to this run: {plan.source}")
+    msg.good(f"Wrote {output} (schedule: {plan.total_steps} steps, {plan.source})")
 
 
 @app.command("train", context_settings=EXTRA_ARGS)

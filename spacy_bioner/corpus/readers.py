@@ -18,6 +18,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
+from ..errors import CorpusConfigError
 from ..types import CorpusReader
 from .conll import DEFAULT_UNTYPED_LABEL, corpus_files, read_docs
 from .docbin import load_docbin
@@ -100,6 +101,6 @@ def create_iob_corpus(
     seed (int): shuffle seed.
     """
     if path is None:
-        raise ValueError("spacy_bioner.IOBCorpus.v1: 'path' is not set (e.g. --paths.train corpus/train.spacy)")
+        raise CorpusConfigError("spacy_bioner.IOBCorpus.v1: 'path' is not set (e.g. --paths.train corpus/train.spacy)")
     return partial(iob_examples, path=Path(path), scheme=scheme, untyped_label=untyped_label,
                    n_sents=n_sents, strict=strict, limit=limit, shuffle=shuffle, seed=seed)

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from ..errors import CorpusFormatError, ModelLoadError
+from ..errors import CorpusFormatError, ModelLoadError, config_problem
 from ..gpu import peak_gpu_memory_mib, require_gpu, reset_peak_gpu_memory
 from .scoring import SentencePair, align_docs, score_pairs
 
@@ -22,15 +22,8 @@ if TYPE_CHECKING:
 ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler", "bioner_tagger")
 #: What ``doc_cleaner`` drops from predicted Docs.
 CLEANED_ATTRS = {"tensor": None, "_.trf_data": None}
-
-
-def _config_problem(err: Exception) -> str:
-    """One line saying what is wrong in a config (confection's errors span many lines)."""
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
-                         for e in (getattr(err, "errors", None) or []))
-    text = problems or str(getattr(err, "desc", None) or err)
-    text = text.replace("Make sure the sections and values are formatted correctly.", "")
-    return " ".join(text.split())[:300]
+#: Name of the cleaner :func:`predict` adds to a pipeline that has none.
+ADDED_CLEANER = "bioner_doc_cleaner"
 
 
 def load_pipeline(model: Union[str, Path]) -> "Language":
@@ -66,13 +59,13 @@ def load_pipeline(model: Union[str, Path]) -> "Language":
         try:
             Config().from_disk(path / "config.cfg", interpolate=False)
         except Exception as err:  # configparser and confection errors: not a config at all
-            raise ModelLoadError(f"{path / 'config.cfg'}: not a readable spaCy config ({_config_problem(err)}); "
+            raise ModelLoadError(f"{path / 'config.cfg'}: not a readable spaCy config ({config_problem(err)}); "
                                  f"is {model} a trained pipeline?") from None
     try:
         return spacy.load(model)
     except ConfigValidationError as err:
         raise ModelLoadError(f"{model}: cannot load this pipeline, its config is not valid: "
-                             f"{_config_problem(err)}") from None
+                             f"{config_problem(err)}") from None
     except (OSError, ValueError, KeyError) as err:  # E050/E052/E053, unknown factory, missing weights…
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"{model}: cannot load this pipeline: {first}") from None
@@ -85,7 +78,7 @@ def add_doc_cleaner(nlp: "Language") -> "Language":
     RETURNS (Language): the same ``nlp``.
     """
     if not nlp.pipe_names or nlp.get_pipe_meta(nlp.pipe_names[-1]).factory != "doc_cleaner":
-        nlp.add_pipe("doc_cleaner", name="bioner_doc_cleaner", last=True,
+        nlp.add_pipe("doc_cleaner", name=ADDED_CLEANER, last=True,
                      config={"attrs": dict(CLEANED_ATTRS), "silent": True})
     return nlp
 
@@ -101,16 +94,21 @@ def gold_inputs(nlp: "Language", gold_docs: Iterable["Doc"]) -> Iterator["Doc"]:
 def predict(nlp: "Language", gold_docs: Sequence["Doc"], *, batch_size: int = 64) -> List["Doc"]:
     """Run ``nlp`` over the gold tokens (not its own tokenizer), with a progress bar.
 
-    nlp (Language): the pipeline (a ``doc_cleaner`` is added if it has none).
+    nlp (Language): the pipeline (a ``doc_cleaner`` is added while predicting if it has none).
     gold_docs (Sequence[Doc]): the gold data.
     batch_size (int): Docs per ``nlp.pipe`` batch.
     RETURNS (List[Doc]): predicted Docs, without transformer data.
     """
     from tqdm import tqdm
 
+    before = list(nlp.pipe_names)
     add_doc_cleaner(nlp)
-    return list(tqdm(nlp.pipe(gold_inputs(nlp, gold_docs), batch_size=batch_size), total=len(gold_docs),
-                     desc="predicting", unit="doc", disable=None))
+    try:
+        return list(tqdm(nlp.pipe(gold_inputs(nlp, gold_docs), batch_size=batch_size), total=len(gold_docs),
+                         desc="predicting", unit="doc", disable=None))
+    finally:
+        if ADDED_CLEANER in nlp.pipe_names and ADDED_CLEANER not in before:
+            nlp.remove_pipe(ADDED_CLEANER)  # leave the caller's pipeline as it was
 
 
 def require_tokens(docs: Sequence["Doc"], path: Path) -> Sequence["Doc"]:

@@ -13,14 +13,16 @@ exactly as the model will see it (one batched call), and a window over the
 limit is split again with a smaller budget until all fit. Nothing is silently
 truncated; only a single token longer than the whole window cannot be split.
 """
+import logging
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc, Span
 from spacy_transformers.util import registry  # spaCy registry + span_getters
 
-#: Give up re-splitting after this many rounds (each round shrinks every overlong window).
-MAX_ROUNDS = 16
+#: A safety net: every round strictly shrinks each overlong window, so this is never reached in practice.
+MAX_ROUNDS = 256
 Window = Tuple[int, int]
+logger = logging.getLogger("spacy_bioner")
 
 
 def window_bounds(counts: Sequence[int], *, budget: int, stride: int) -> List[Window]:
@@ -69,7 +71,9 @@ def fit_windows(
     window (int): the model's limit, special tokens included.
     stride (int): subwords between window starts.
     n_special (int): special tokens the tokenizer adds to a window.
-    RETURNS (List[List[Window]]): token windows per Doc.
+    RETURNS (List[List[Window]]): token windows per Doc. Only a window of a single
+        token can stay over the limit (that token alone is longer than the window);
+        it is logged, and spacy-transformers truncates it.
     """
     budget = max(1, window - n_special)
     stride = max(1, min(stride, budget))
@@ -85,7 +89,13 @@ def fit_windows(
         for (d, k, used), n in zip(pending, exact):
             start, end = out[d][k]
             if n > window and end - start > 1:
-                resplit.setdefault(d, {})[k] = max(1, used - (n - window))
+                # The window holds `est` estimated subwords but really `n`: cut again with a budget
+                # below `est` by the overflow, so it strictly shrinks every round.
+                est = sum(counts[d][start:end])
+                resplit.setdefault(d, {})[k] = max(1, min(used, est) - (n - window))
+            elif n > window:
+                logger.warning("spacy_bioner.subword_windows: token %r alone has %d subwords, more than the "
+                               "window of %d; the transformer truncates it", docs[d][start].text[:40], n, window)
         pending = []
         for d, bad in resplit.items():
             new: List[Window] = []
@@ -93,7 +103,8 @@ def fit_windows(
                 if k not in bad:
                     new.append((start, end))
                     continue
-                sub = window_bounds(counts[d][start:end], budget=bad[k], stride=max(1, min(stride, bad[k])))
+                # keep the overlap proportional to the smaller budget
+                sub = window_bounds(counts[d][start:end], budget=bad[k], stride=max(1, stride * bad[k] // budget))
                 for s, e in sub:
                     pending.append((d, len(new), bad[k]))
                     new.append((start + s, start + e))
@@ -115,6 +126,7 @@ class SubwordWindows:
         self.stride = stride
         self.model = None
         self._cache: Dict[str, int] = {}
+        self._exact: Dict[str, int] = {}
         self._tokenizer_id: Optional[int] = None
 
     def bind(self, model) -> None:
@@ -128,11 +140,11 @@ class SubwordWindows:
             )
         tokenizer = self.model.tokenizer
         if id(tokenizer) != self._tokenizer_id:
-            self._cache, self._tokenizer_id = {}, id(tokenizer)
+            self._cache, self._exact, self._tokenizer_id = {}, {}, id(tokenizer)
         windows = fit_windows(
             docs,
             counts=self.token_counts(tokenizer, docs),
-            measure=lambda texts: exact_counts(tokenizer, texts),
+            measure=lambda texts: self.exact_counts(tokenizer, texts),
             window=self.limit(tokenizer),
             stride=self.stride,
             n_special=tokenizer.num_special_tokens_to_add(pair=False),
@@ -155,6 +167,16 @@ class SubwordWindows:
                 self._cache = {}
             self._cache.update((text, max(1, len(x))) for text, x in zip(unseen, ids))
         return [[self._cache[t.text] for t in doc] for doc in docs]
+
+
+    def exact_counts(self, tokenizer, texts: List[str]) -> List[int]:
+        """:func:`exact_counts`, remembered per window text (training sees the same windows every epoch)."""
+        unseen = list({t for t in texts if t not in self._exact})
+        if unseen:
+            if len(self._exact) > 200_000:
+                self._exact = {}
+            self._exact.update(zip(unseen, exact_counts(tokenizer, unseen)))
+        return [self._exact[t] for t in texts]
 
 
 def exact_counts(tokenizer, texts: List[str]) -> List[int]:

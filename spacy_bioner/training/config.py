@@ -165,8 +165,9 @@ def fit_schedule(config: Config, *, explicit: bool = False, need_corpus: bool = 
 
     config (Config): the merged config (modified in place and returned).
     explicit (bool): ``total_steps`` was set on purpose; keep it.
-    need_corpus (bool): an epoch-bounded run whose corpus cannot be read is an
-        error (training); if False it is left unfitted, with the reason in the plan.
+    need_corpus (bool): the training corpus must be readable (training: its
+        errors surface here, before spaCy starts); if False an unreadable one
+        leaves an epoch-bounded schedule unfitted, with the reason in the plan.
     RETURNS (Tuple[Config, SchedulePlan]): the config and the plan.
     """
     training = config.get("training", {})
@@ -179,13 +180,11 @@ def fit_schedule(config: Config, *, explicit: bool = False, need_corpus: bool = 
         return config, SchedulePlan(total_steps=current, source="unchanged (max_steps/max_epochs not literal)")
     plan = SchedulePlan(total_steps=current)
     counted = None
-    if max_epochs > 0:
+    if max_epochs > 0 or max_steps > 0:
         counted = count_epoch(config) if need_corpus else _count_or_none(config)
-        if counted is None:
-            return config, SchedulePlan(total_steps=current, epochs=max_epochs,
-                                        source="unchanged: set paths.train to fit it to the epochs")
-    elif max_steps > 0:
-        counted = _count_or_none(config)
+    if max_epochs > 0 and counted is None:
+        return config, SchedulePlan(total_steps=current, epochs=max_epochs,
+                                    source="unchanged: set paths.train to fit it to the epochs")
     if max_epochs > 0 and counted is not None:
         batches, n_examples, n_words = counted
         total = max_epochs * batches

@@ -15,6 +15,7 @@ from typing import IO, Any, Dict, List, Optional
 
 from thinc.api import Config
 
+from ..errors import CorpusConfigError
 from ..gpu import peak_gpu_memory_mib, require_gpu, reset_peak_gpu_memory
 from .config import SchedulePlan, check_backbone, fit_schedule
 
@@ -23,7 +24,14 @@ RUN_RECORD = "run.json"
 
 @dataclass
 class RunRecord:
-    """What one training run did, written to ``OUTPUT/run.json``."""
+    """What one training run did, written to ``OUTPUT/run.json``.
+
+    ``train_seconds`` is the whole loop; ``eval_seconds`` and ``save_seconds`` are
+    the dev scoring and checkpoint saves inside it; ``train_words_per_second``
+    divides the words trained on by the loop's time without those two.
+    ``peak_rss_mib`` is this process' peak so far (``spacy-bioner train`` is one
+    process per run; folds of ``cross-validate`` share one, so theirs only grows).
+    """
 
     output_dir: str
     model_best: str
@@ -34,6 +42,8 @@ class RunRecord:
     train_words: int
     wall_seconds: float
     train_seconds: float
+    eval_seconds: float
+    save_seconds: float
     train_words_per_second: float
     peak_rss_mib: float
     peak_gpu_mib: Optional[float]
@@ -49,6 +59,15 @@ class RunRecord:
 
     def to_disk(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf8")
+
+
+def check_corpus_paths(config: Config) -> None:
+    """``paths.train`` / ``paths.dev`` must be set when the config uses them (one clear line if not)."""
+    paths = config.get("paths", {})
+    for key in ("train", "dev"):
+        if key in paths and paths[key] in (None, ""):
+            raise CorpusConfigError(f"paths.{key} is not set: pass --paths.{key} (e.g. corpus/ncbi/{key}.spacy, "
+                                    "or an IOB/CoNLL file)")
 
 
 def peak_rss_mib() -> float:
@@ -78,16 +97,29 @@ def run_training(
     from spacy.training.initialize import init_nlp
 
     start = time.perf_counter()
+    check_corpus_paths(config)
     backbone = check_backbone(config)
-    require_gpu(gpu_id)
+    require_gpu(gpu_id, need_torch=backbone is not None)
     config, plan = fit_schedule(config, explicit=explicit_total_steps)
+    if plan.train_examples == 0:
+        raise CorpusConfigError(f"{config['paths'].get('train')}: the training corpus has no examples "
+                                "(an empty file, or only -DOCSTART- lines?)")
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RUN_RECORD).unlink(missing_ok=True)  # never leave a previous run's record beside this one
     config.to_disk(output_dir / "config.cfg")
-    nlp = init_nlp(config, use_gpu=gpu_id)
-    reset_peak_gpu_memory(gpu_id)
-    progress = train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=stdout, stderr=stderr)
+    try:
+        nlp = init_nlp(config, use_gpu=gpu_id)
+        reset_peak_gpu_memory(gpu_id)
+        progress = train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=stdout, stderr=stderr)
+    except (ValueError, AssertionError) as err:
+        if "E986" in str(err) or "E923" in str(err):  # spaCy: no training examples / no initialisation sample
+            raise CorpusConfigError(f"{config['paths'].get('train')}: the training corpus has no examples; "
+                                    "check paths.train (an empty or unconverted file?)") from None
+        raise
     steps = progress["steps"]
     per_epoch = plan.steps_per_epoch
+    # words/s of the updates alone: dev scoring and checkpoint saves are timed apart
+    updating = progress["seconds"] - progress["eval_seconds"] - progress["save_seconds"]
     record = RunRecord(
         output_dir=str(output_dir),
         model_best=str(output_dir / "model-best"),
@@ -98,7 +130,9 @@ def run_training(
         train_words=progress["words"],
         wall_seconds=time.perf_counter() - start,
         train_seconds=progress["seconds"],
-        train_words_per_second=progress["words"] / progress["seconds"] if progress["seconds"] else 0.0,
+        eval_seconds=progress["eval_seconds"],
+        save_seconds=progress["save_seconds"],
+        train_words_per_second=progress["words"] / updating if updating > 0 else 0.0,
         peak_rss_mib=peak_rss_mib(),
         peak_gpu_mib=peak_gpu_memory_mib(gpu_id),
         best_step=progress["best_step"],
@@ -123,7 +157,8 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
 
     nlp (Language): an initialised pipeline with its full config.
     output_path (Path): where checkpoints go.
-    RETURNS (Dict[str, Any]): ``steps``, ``epoch``, ``words``, ``seconds``, ``best_step``, ``best_scores``,
+    RETURNS (Dict[str, Any]): ``steps``, ``epoch``, ``words``, ``seconds`` (the whole loop),
+        ``eval_seconds`` and ``save_seconds`` (dev scoring and checkpoints, inside it), ``best_step``, ``best_scores``,
         ``learn_rates`` (the rate each step used, by step).
     """
     import shutil
@@ -151,6 +186,11 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
     frozen = T["frozen_components"]
 
     def save_checkpoint(is_best: bool) -> None:
+        began = time.perf_counter()
+        _save_checkpoint(is_best)
+        timers["save"] += time.perf_counter() - began
+
+    def _save_checkpoint(is_best: bool) -> None:
         with nlp.use_params(optimizer.averages):
             before_to_disk(nlp).to_disk(output_path / DIR_MODEL_LAST)
         if is_best:
@@ -158,9 +198,19 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
                 shutil.rmtree(output_path / DIR_MODEL_BEST)
             shutil.copytree(output_path / DIR_MODEL_LAST, output_path / DIR_MODEL_BEST)
 
+    timers = {"eval": 0.0, "save": 0.0}
+    evaluate = create_evaluation_callback(nlp, dev_corpus, T["score_weights"])
+
+    def timed_evaluate():
+        began = time.perf_counter()
+        try:
+            return evaluate()
+        finally:
+            timers["eval"] += time.perf_counter() - began
+
     steps = create_train_batches(nlp, train_corpus, T["batcher"], T["max_epochs"])
     iterator = train_while_improving(
-        nlp, optimizer, steps, create_evaluation_callback(nlp, dev_corpus, T["score_weights"]),
+        nlp, optimizer, steps, timed_evaluate,
         dropout=T["dropout"], accumulate_gradient=T["accumulate_gradient"], patience=T["patience"],
         max_steps=T["max_steps"], eval_frequency=T["eval_frequency"], exclude=frozen,
         annotating_components=T["annotating_components"], before_update=T["before_update"],
@@ -172,7 +222,6 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
         log_step, finalize_logger = T["logger"](nlp, stdout, stderr)
     progress: Dict[str, Any] = {"steps": 0, "epoch": 0, "words": 0, "seconds": 0.0, "best_step": None,
                                 "best_scores": {}, "learn_rates": {0: _rate(optimizer)}}
-    best_score: Optional[float] = None
     start = time.perf_counter()
     try:
         for _batch, info, is_best in iterator:
@@ -181,8 +230,7 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
             # the rate the next step will use (step_schedules has run)
             progress["learn_rates"][info["step"] + 1] = _rate(optimizer)
             if is_best is not None:
-                if best_score is None or info["score"] > best_score:
-                    best_score = info["score"]
+                if is_best:  # spaCy's own rule (ties count): model-best is this checkpoint
                     progress["best_step"] = info["step"]
                     progress["best_scores"] = _plain_scores(info["other_scores"])
                 with nlp.select_pipes(disable=frozen):
@@ -194,9 +242,10 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
         stdout.write(msg.warn(f"Aborting and saving the final best model. Encountered exception: {err!r}") + "\n")
         raise
     finally:
+        progress["seconds"] = time.perf_counter() - start
         finalize_logger()
         save_checkpoint(False)
-    progress["seconds"] = time.perf_counter() - start
+    progress["eval_seconds"], progress["save_seconds"] = timers["eval"], timers["save"]
     if optimizer.averages:
         nlp.use_params(optimizer.averages)
     stdout.write(msg.good("Saved pipeline to output directory", output_path / DIR_MODEL_LAST) + "\n")
