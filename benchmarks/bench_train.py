@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--tok2vec-steps", type=int, default=3000)
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU id for every system, -1 for CPU")
     parser.add_argument("--only", choices=["spacy", "hf", "tok2vec"], action="append")
+    parser.add_argument("--head", choices=["ner", "tagger"], action="append",
+                        help="spacy-bioner's entity head(s): ner (transition-based), tagger (bioner_tagger); repeatable")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--hf-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--train", type=Path, help=argparse.SUPPRESS)
@@ -278,17 +280,18 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL)
         data = {s: tmp / "corpus" / f"{files[s].stem}.spacy" for s in files}
         corpora = ["--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]), "--system.seed", str(args.seed)]
-        if "spacy" in systems:
+        for head in (args.head or ["ner"]) if "spacy" in systems else []:
             # max_epochs bounds the run; the run builder fits the schedule's total_steps to it.
-            row = spacy_bioner_run(py, "transformer", tmp / "spacy", data["test"], tmp / "spacy.json", args.gpu_id,
-                                   "model-last", corpora + [
+            row = spacy_bioner_run(py, "transformer", tmp / f"spacy-{head}", data["test"], tmp / f"spacy-{head}.json",
+                                   args.gpu_id, "model-last", corpora + [
+                                       "--head", head,
                                        "--backbone", args.backbone_config, "--paths.backbone", args.backbone,
                                        "--training.max_epochs", str(args.epochs), "--training.max_steps", "0",
                                        "--training.eval_frequency", "1000000", "--training.patience", "0",
                                        "--training.batcher.size", str(args.batch_size),
                                        "--training.optimizer.learn_rate.initial_rate", str(args.lr),
                                        "--training.logger.progress_bar", "false"])
-            rows.append({"system": f"spacy-bioner ({short})", **row})
+            rows.append({"system": f"spacy-bioner {head} ({short})", **row})
         if "hf" in systems:
             pred = tmp / "hf_pred.tsv"
             worker_gpu = 0 if args.gpu_id >= 0 else -1  # the worker sees only the chosen GPU

@@ -103,9 +103,16 @@ def predict(nlp: "Language", gold_docs: Sequence["Doc"], *, batch_size: int = 64
 
     before = list(nlp.pipe_names)
     add_doc_cleaner(nlp)
+    # Docs of similar length share a batch, so the transformer pads little (as HF's sorted batching);
+    # the predictions come back in the gold order.
+    order = sorted(range(len(gold_docs)), key=lambda i: len(gold_docs[i]))
     try:
-        return list(tqdm(nlp.pipe(gold_inputs(nlp, gold_docs), batch_size=batch_size), total=len(gold_docs),
-                         desc="predicting", unit="doc", disable=None))
+        predicted = list(tqdm(nlp.pipe(gold_inputs(nlp, [gold_docs[i] for i in order]), batch_size=batch_size),
+                              total=len(gold_docs), desc="predicting", unit="doc", disable=None))
+        out: List["Doc"] = [None] * len(gold_docs)  # type: ignore[list-item]
+        for i, doc in zip(order, predicted):
+            out[i] = doc
+        return out
     finally:
         if ADDED_CLEANER in nlp.pipe_names and ADDED_CLEANER not in before:
             nlp.remove_pipe(ADDED_CLEANER)  # leave the caller's pipeline as it was

@@ -1,0 +1,80 @@
+"""A torch-native optimizer step for a transformer's weights.
+
+thinc updates a PyTorch model one parameter at a time: for each of MiniLM's
+~100 tensors it converts torch → NumPy/CuPy, clips that tensor's gradient
+alone, runs Adam and converts back. Here the transformer's weights take one
+``torch.optim.AdamW`` step instead (``foreach`` on CPU, ``fused`` on CUDA),
+with the global gradient norm clipped as Hugging Face's Trainer does. The
+learning rate, betas, eps and weight decay still come from the thinc optimizer
+of the training config, so the schedule (warm-up, decay) is the config's own.
+"""
+from functools import partial
+from typing import List
+
+from thinc.api import Model, Optimizer
+
+#: Attribute under which a shim keeps its torch optimizer.
+STATE = "_spacy_bioner_adamw"
+
+
+def use_torch_optimizer(model: Model) -> Model:
+    """Make every PyTorch shim in ``model`` update with :func:`torch_finish_update`.
+
+    model (Model): e.g. a ``spacy_bioner.TransformerModel.v2`` after initialisation.
+    RETURNS (Model): the same model.
+    """
+    from thinc.shims.pytorch import PyTorchShim
+
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim, PyTorchShim) and not isinstance(getattr(shim, "finish_update", None), partial):
+                shim.finish_update = partial(torch_finish_update, shim)
+    return model
+
+
+def torch_finish_update(shim, optimizer: Optimizer) -> None:
+    """One AdamW step over all of the shim's parameters, driven by the thinc optimizer's settings.
+
+    shim (PyTorchShim): holds the torch model (``shim._model``) and its gradients.
+    optimizer (Optimizer): the training config's thinc optimizer (its current
+        ``learn_rate``, ``b1``, ``b2``, ``eps``, ``L2``, ``grad_clip``).
+    """
+    import torch
+
+    if getattr(optimizer, "averages", None) is not None or getattr(optimizer, "use_radam", False):
+        # parameter averaging and RAdam are thinc's own: keep its per-parameter path
+        type(shim).finish_update(shim, optimizer)
+        return
+    params: List[torch.nn.Parameter] = [p for p in shim._model.parameters() if p.requires_grad]
+    state = getattr(shim, STATE, None)
+    if state is None or len(state[1]) != len(params) or any(q.data_ptr() != p.data_ptr()
+                                                            for q, p in zip(state[1], params)):
+        # The optimizer works on `.data` views of the weights: the same memory, but updating them
+        # does not bump the autograd version of the parameters, so a graph built before this step
+        # (spaCy's `nlp.update(..., sgd=optimizer)` steps before the listeners' backward) stays valid.
+        views = [p.data for p in params]
+        on_cuda = any(p.is_cuda for p in params)
+        adamw = torch.optim.AdamW(
+            views, lr=float(optimizer.learn_rate), betas=(optimizer.b1, optimizer.b2), eps=optimizer.eps,
+            weight_decay=optimizer.L2 if optimizer.L2_is_weight_decay else 0.0,
+            **({"fused": True} if on_cuda else {"foreach": True}),
+        )
+        state = (adamw, views)
+        setattr(shim, STATE, state)
+    adamw, views = state
+    for view, param in zip(views, params):
+        view.grad = param.grad
+    if not shim._grad_scaler.found_inf:  # skip the step when a mixed-precision gradient overflowed
+        rate = float(optimizer.learn_rate)
+        for group in adamw.param_groups:
+            group["lr"] = rate
+            if not optimizer.L2_is_weight_decay and optimizer.L2:
+                group["weight_decay"] = 0.0
+        if optimizer.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], optimizer.grad_clip)
+        adamw.step()
+    for view, param in zip(views, params):
+        view.grad = None
+        if param.grad is not None:
+            param.grad.zero_()
+    shim._grad_scaler.update()

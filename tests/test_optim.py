@@ -1,0 +1,80 @@
+"""``spacy_bioner.TransformerModel.v2``: one torch AdamW step for the transformer's
+weights (global-norm clipping), driven by the config's thinc optimizer; gradient checkpointing."""
+import pytest
+import spacy
+import torch
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import load_model_from_config
+
+from spacy_bioner.corpus.conll import read_docs
+from spacy_bioner.training.config import build_config, fit_schedule
+
+from .conftest import PROJECT
+
+V2 = "spacy_bioner.TransformerModel.v2"
+
+
+def make(tiny, train_file, **overrides):
+    spacy.util.fix_random_seed(0)
+    config, _ = fit_schedule(build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", overrides={
+        "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
+        "training.max_steps": 40, "training.optimizer.learn_rate.initial_rate": 0.003,
+        "components.transformer.model.@architectures": V2, **overrides}))
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    examples = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file, vocab=nlp.vocab)]
+    return nlp, examples
+
+
+def hf_model(nlp):
+    return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+
+
+def test_torch_optimizer_steps_all_weights_at_once_and_learns(tiny, train_file):
+    nlp, examples = make(tiny, train_file)
+    optimizer = nlp.initialize(lambda: examples)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    before = {k: v.detach().clone() for k, v in hf_model(nlp).named_parameters()}
+    losses = []
+    for _ in range(25):  # as spaCy's loop: update without sgd, then finish_update, then the schedule
+        step = {}
+        nlp.update(examples, sgd=False, losses=step, drop=0.0)
+        for _, proc in nlp.pipeline:
+            if getattr(proc, "is_trainable", False):
+                proc.finish_update(optimizer)
+        optimizer.step_schedules()
+        losses.append(step["bioner_tagger"])
+    adamw, views = shim._spacy_bioner_adamw
+    assert isinstance(adamw, torch.optim.AdamW) and len(views) == len(list(hf_model(nlp).parameters()))
+    assert not any(isinstance(key, tuple) and key[0] == shim.id for key in optimizer.mom1)  # thinc's loop unused
+    changed = sum(not torch.equal(before[k], v) for k, v in hf_model(nlp).named_parameters())
+    assert changed > len(before) // 2
+    assert sum(losses[-3:]) < 0.5 * sum(losses[:3]), losses
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in hf_model(nlp).parameters())
+
+
+def test_update_with_sgd_inside_nlp_update_still_works(tiny, train_file):
+    """spaCy's `nlp.update(sgd=...)` steps the transformer before the listeners' backward pass."""
+    nlp, examples = make(tiny, train_file)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+
+
+def test_v1_keeps_thincs_per_parameter_optimizer(tiny, train_file):
+    nlp, examples = make(tiny, train_file, **{"components.transformer.model.@architectures":
+                                              "spacy_bioner.TransformerModel.v1"})
+    optimizer = nlp.initialize(lambda: examples)
+    nlp.update(examples, sgd=False, drop=0.0)
+    nlp.get_pipe("transformer").finish_update(optimizer)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    assert not hasattr(shim, "_spacy_bioner_adamw") and any(key[0] == shim.id for key in optimizer.mom1)
+
+
+def test_gradient_checkpointing_switch(tiny, train_file):
+    nlp, examples = make(tiny, train_file, **{"components.transformer.model.gradient_checkpointing": True})
+    nlp.initialize(lambda: examples)
+    assert hf_model(nlp).is_gradient_checkpointing
+    losses = {}
+    nlp.update(examples, losses=losses, drop=0.0)
+    assert losses["bioner_tagger"] > 0
