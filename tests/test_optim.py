@@ -61,9 +61,8 @@ def test_update_with_sgd_inside_nlp_update_still_works(tiny, train_file):
         nlp.update(examples, sgd=optimizer, drop=0.0)
 
 
-def test_v1_keeps_thincs_per_parameter_optimizer(tiny, train_file):
-    nlp, examples = make(tiny, train_file, **{"components.transformer.model.@architectures":
-                                              "spacy_bioner.TransformerModel.v1"})
+def test_switch_off_keeps_thincs_per_parameter_optimizer(tiny, train_file):
+    nlp, examples = make(tiny, train_file, **{"components.transformer.model.torch_optimizer": False})
     optimizer = nlp.initialize(lambda: examples)
     nlp.update(examples, sgd=False, drop=0.0)
     nlp.get_pipe("transformer").finish_update(optimizer)

@@ -54,7 +54,7 @@ def test_windows_that_measure_longer_than_estimated_are_split_again():
 
 
 def test_unbound_subword_windows_explains():
-    with pytest.raises(ValueError, match="spacy_bioner.TransformerModel.v1"):
+    with pytest.raises(ValueError, match="spacy_bioner.TransformerModel.v2"):
         SubwordWindows(window=512, stride=384)([Doc(spacy.blank("en").vocab, words=["a"])])
 
 

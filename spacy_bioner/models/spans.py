@@ -136,7 +136,7 @@ class SubwordWindows:
         if self.model is None:
             raise ValueError(
                 "spacy_bioner.subword_windows.v1 needs the transformer's tokenizer: use it inside "
-                "[components.transformer.model] with @architectures = \"spacy_bioner.TransformerModel.v1\""
+                "[components.transformer.model] with @architectures = \"spacy_bioner.TransformerModel.v2\" (or .v1)"
             )
         tokenizer = self.model.tokenizer
         if id(tokenizer) != self._tokenizer_id:
