@@ -136,3 +136,23 @@ def test_tagger_handles_empty_and_long_docs(tiny, train_file):
     losses = {}
     nlp.update([Example(Doc(nlp.vocab, words=[]), Doc(nlp.vocab, words=[]))] + examples, losses=losses)
     assert losses["bioner_tagger"] > 0
+
+
+@pytest.mark.parametrize("scheme", ["iob2", "bilou"])
+def test_fast_gold_ids_match_spacys_alignment(scheme, train_file):
+    from spacy_bioner.pipeline.tagger import BioNERTagger, gold_tag_ids, same_tokens
+
+    vocab = spacy.blank("en").vocab
+    docs = read_docs(train_file, vocab=vocab)
+    extra = Doc(vocab, words=["a", "b", "c", "d", "e"], ents=["B-Gene", "I-Gene", "B-Gene", "O", "B-Chemical"])
+    missing = Doc(vocab, words=["a", "b", "c"], ents=["B-Disease", "", "O"])
+    tagger = BioNERTagger(vocab, None, scheme=scheme)
+    tagger.cfg["labels"] = ["Disease", "Gene"]  # Chemical is unknown to the component
+    index = {tag: i for i, tag in enumerate(tagger.tags)}
+    labels = {label: k for k, label in enumerate(tagger.labels)}
+    for doc in [*docs, extra, missing, Doc(vocab, words=[])]:
+        eg = Example(Doc(vocab, words=[t.text for t in doc]), doc)
+        assert same_tokens(eg)
+        fast = gold_tag_ids(eg, labels, scheme=scheme)
+        slow = tagger._gold_ids(eg, index)
+        assert fast.tolist() == slow.tolist(), (doc, fast, slow)

@@ -144,7 +144,9 @@ class BioNERTagger(TrainablePipe):
         xp = ops.xp
         examples = list(examples)
         index = {tag: i for i, tag in enumerate(self.tags)}
-        gold = numpy.concatenate([self._gold_ids(eg, index) for eg in examples])
+        labels = {label: k for k, label in enumerate(self.labels)}
+        gold = numpy.concatenate([gold_tag_ids(eg, labels, scheme=self.cfg["scheme"])
+                                  if same_tokens(eg) else self._gold_ids(eg, index) for eg in examples])
         lengths = numpy.asarray([len(s) for s in scores], dtype="int32")
         flat = ops.flatten(list(scores))
         truth = xp.asarray(gold)
@@ -165,7 +167,7 @@ class BioNERTagger(TrainablePipe):
         return loss, ops.unflatten(d_scores, lengths)
 
     def _gold_ids(self, example: Example, index: Dict[str, int]) -> numpy.ndarray:
-        """Gold tag id per predicted token; -1 where unknown."""
+        """Gold tag id per predicted token, through spaCy's alignment (other tokenisations); -1 where unknown."""
         biluo = example.get_aligned_ner()
         scheme = self.cfg["scheme"]
         out = numpy.full((len(biluo),), -1, dtype="int32")
@@ -190,3 +192,43 @@ class BioNERTagger(TrainablePipe):
         self.model.get_ref("output").set_dim("nO", len(self.tags))
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
+
+
+def same_tokens(example: Example) -> bool:
+    """Whether the predicted Doc has exactly the reference's tokens (as the corpus readers make them)."""
+    x, y = example.predicted, example.reference
+    return len(x) == len(y) and bool((x.to_array("ORTH") == y.to_array("ORTH")).all())
+
+
+def gold_tag_ids(example: Example, labels: Dict[str, int], *, scheme: str) -> numpy.ndarray:
+    """Gold tag ids from the reference's entity arrays, without a per-token Python loop.
+
+    Tag ids follow :func:`~spacy_bioner.pipeline.decoding.tag_names`: 0 is ``O``, then
+    per label B, I (IOB2) or B, I, L, U (BILUO). Tokens with missing annotation,
+    or an entity label the component does not know, get -1 (no loss).
+
+    example (Example): predicted and reference Docs with the same tokens.
+    labels (Dict[str, int]): label → its position in the component's labels.
+    scheme (str): ``iob2`` or ``bilou``.
+    """
+    doc = example.reference
+    arr = doc.to_array(["ENT_IOB", "ENT_TYPE"]).astype("uint64")
+    iob, types = arr[:, 0].astype("int64"), arr[:, 1]
+    label_of = numpy.full(len(doc), -1, dtype="int64")
+    for type_hash in numpy.unique(types[iob != 2]) if len(doc) else []:
+        name = doc.vocab.strings[int(type_hash)] if type_hash else ""
+        label_of[types == type_hash] = labels.get(name, -1)
+    out = numpy.full(len(doc), -1, dtype="int32")
+    out[iob == 2] = 0
+    inside = ((iob == 1) | (iob == 3)) & (label_of >= 0)
+    if scheme == "iob2":
+        out[inside & (iob == 3)] = (1 + 2 * label_of[inside & (iob == 3)]).astype("int32")
+        out[inside & (iob == 1)] = (2 + 2 * label_of[inside & (iob == 1)]).astype("int32")
+    else:
+        nxt = numpy.append(iob[1:], 2)
+        last = nxt != 1  # the next token does not continue the entity
+        for prefix, mask in ((1, (iob == 3) & ~last), (2, (iob == 1) & ~last), (3, (iob == 1) & last),
+                             (4, (iob == 3) & last)):
+            sel = inside & mask
+            out[sel] = (prefix + 4 * label_of[sel]).astype("int32")
+    return out
