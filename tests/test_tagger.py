@@ -156,3 +156,27 @@ def test_fast_gold_ids_match_spacys_alignment(scheme, train_file):
         fast = gold_tag_ids(eg, labels, scheme=scheme)
         slow = tagger._gold_ids(eg, index)
         assert fast.tolist() == slow.tolist(), (doc, fast, slow)
+
+
+@pytest.mark.parametrize("mode", ["first", "last", "mean"])
+def test_pooling_gives_tokens_without_subwords_a_zero_vector(mode):
+    from thinc.api import NumpyOps
+    from thinc.types import Ragged
+
+    from spacy_bioner.models.heads import subword_pooling
+
+    layer = subword_pooling(mode)
+    X = Ragged(numpy.arange(12, dtype="float32").reshape(6, 2), numpy.asarray([1, 0, 3, 2], dtype="int32"))
+    Y, backprop = layer(X, is_train=True)
+    expected = {"first": [[0, 1], [0, 0], [2, 3], [8, 9]], "last": [[0, 1], [0, 0], [6, 7], [10, 11]],
+                "mean": [[0, 1], [0, 0], [4, 5], [9, 10]]}[mode]
+    assert Y.tolist() == expected
+    dX = backprop(NumpyOps().alloc2f(4, 2) + 1)
+    assert dX.dataXd.shape == (6, 2) and float(dX.dataXd.sum()) > 0
+
+
+def test_tagger_on_raw_text_with_whitespace_tokens(tiny, train_file):
+    nlp, examples = make_tagger_nlp(tiny, train_file)
+    nlp.initialize(lambda: examples)
+    doc = nlp("BRCA1 mutations\n\ncause  breast cancer .\u200b")
+    assert len(doc) > 5 and all(t.ent_iob_ in ("B", "I", "O") for t in doc)

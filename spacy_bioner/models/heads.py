@@ -4,7 +4,7 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Dropout, Linear, Model, chain, reduce_first, reduce_last, reduce_mean, with_array
+from thinc.api import Dropout, Linear, Model, chain, reduce_mean, with_array
 from thinc.types import Floats2d, Ragged
 
 #: How a word's vector is made from its subwords' vectors.
@@ -19,7 +19,30 @@ def subword_pooling(mode: str) -> Model[Ragged, Floats2d]:
     """
     if mode not in POOLING_MODES:
         raise ValueError(f"unknown subword pooling {mode!r}; choose one of {', '.join(POOLING_MODES)}")
-    return {"first": reduce_first, "last": reduce_last, "mean": reduce_mean}[mode]()
+    if mode == "mean":
+        return reduce_mean()
+    return Model(f"subword_{mode}", _pick_forward, attrs={"mode": mode})
+
+
+def _pick_forward(model: Model, X: Ragged, is_train: bool):
+    """The first or last row of each token's subwords; a token with none (whitespace, characters the
+    tokenizer drops) gets a zero vector, as ``reduce_mean`` gives it (thinc's reduce_first/last raise)."""
+    xp = model.ops.xp
+    data = X.dataXd
+    lengths = xp.asarray(X.lengths)
+    starts = xp.cumsum(lengths) - lengths
+    rows = starts if model.attrs["mode"] == "first" else starts + lengths - 1
+    has = lengths > 0
+    picked = rows[has]
+    Y = model.ops.alloc2f(len(lengths), data.shape[1])
+    Y[has] = data[picked]
+
+    def backprop(dY: Floats2d) -> Ragged:
+        dX = model.ops.alloc2f(*data.shape)
+        dX[picked] = dY[has]
+        return Ragged(dX, X.lengths)
+
+    return Y, backprop
 
 
 @registry.layers("spacy_bioner.subword_pooling.v1")
@@ -37,7 +60,8 @@ def token_classifier(tok2vec: Model[List[Doc], List[Floats2d]], *, nO: Optional[
 
     tok2vec (Model[List[Doc], List[Floats2d]]): one vector per token (e.g. a TransformerListener).
     nO (Optional[int]): number of tags (set by the component at initialisation).
-    dropout (float): dropout rate on the word vectors.
+    dropout (float): dropout rate on the word vectors (during training spaCy sets every
+        dropout layer to ``training.dropout``; this value applies to other callers).
     """
     output = Linear(nO=nO)
     model = chain(tok2vec, with_array(chain(Dropout(dropout), output)))

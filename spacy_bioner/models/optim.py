@@ -41,8 +41,11 @@ def torch_finish_update(shim, optimizer: Optimizer) -> None:
     """
     import torch
 
-    if getattr(optimizer, "averages", None) is not None or getattr(optimizer, "use_radam", False):
-        # parameter averaging and RAdam are thinc's own: keep its per-parameter path
+    adam = getattr(optimizer, "b1", 0) > 0 and getattr(optimizer, "b2", 0) > 0
+    coupled_l2 = bool(optimizer.L2) and not optimizer.L2_is_weight_decay
+    if getattr(optimizer, "averages", None) is not None or getattr(optimizer, "use_radam", False) \
+            or not adam or coupled_l2:
+        # parameter averaging, RAdam, SGD and L2 added to the gradient are thinc's own: keep its per-parameter path
         type(shim).finish_update(shim, optimizer)
         return
     params: List[torch.nn.Parameter] = [p for p in shim._model.parameters() if p.requires_grad]
@@ -66,10 +69,11 @@ def torch_finish_update(shim, optimizer: Optimizer) -> None:
         view.grad = param.grad
     if not shim._grad_scaler.found_inf:  # skip the step when a mixed-precision gradient overflowed
         rate = float(optimizer.learn_rate)
-        for group in adamw.param_groups:
+        for group in adamw.param_groups:  # follow the config's (possibly scheduled) settings every step
             group["lr"] = rate
-            if not optimizer.L2_is_weight_decay and optimizer.L2:
-                group["weight_decay"] = 0.0
+            group["betas"] = (float(optimizer.b1), float(optimizer.b2))
+            group["eps"] = float(optimizer.eps)
+            group["weight_decay"] = float(optimizer.L2)
         if optimizer.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], optimizer.grad_clip)
         adamw.step()

@@ -5,6 +5,7 @@ listener whose word vector is the first, last or mean subword), trained with
 cross-entropy computed in a few batched array operations, and decoded with a
 constrained Viterbi so ``doc.ents`` never comes from an invalid tag sequence.
 """
+import math
 from itertools import islice
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -162,7 +163,7 @@ class BioNERTagger(TrainablePipe):
         d_scores = probs.copy()
         d_scores[rows, safe] -= 1.0
         d_scores *= (known[:, None] / n).astype(d_scores.dtype)
-        if xp.isnan(loss):
+        if math.isnan(loss):
             raise ValueError(f"{self.name}: the loss is NaN (learning rate too high, or fp16 overflow)")
         return loss, ops.unflatten(d_scores, lengths)
 
