@@ -7,7 +7,7 @@ constrained Viterbi so ``doc.ents`` never comes from an invalid tag sequence.
 """
 import math
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 from spacy.language import Language
@@ -19,6 +19,16 @@ from thinc.api import Config, Model
 from thinc.types import Floats2d
 
 from .decoding import HEAD_SCHEMES, tag_names, tags_to_spans, transition_mask, viterbi
+
+class TagTables(NamedTuple):
+    """What decoding and the loss look up, for one set of labels."""
+
+    labels: Tuple[str, ...]
+    tags: List[str]
+    tag_index: Dict[str, int]
+    label_index: Dict[str, int]
+    transitions: Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]
+
 
 DEFAULT_CONFIG = """
 [model]
@@ -67,7 +77,7 @@ class BioNERTagger(TrainablePipe):
         self.name = name
         self.cfg: Dict = {"labels": [], "scheme": scheme}
         self.scorer = scorer
-        self._tags_cache: Optional[Tuple[Tuple[str, ...], List[str]]] = None
+        self._tables: Optional[TagTables] = None
 
     # ------------------------------------------------------------------ labels
     @property
@@ -82,9 +92,17 @@ class BioNERTagger(TrainablePipe):
     @property
     def tags(self) -> List[str]:
         """Tag names: ``O`` and each label's B/I (or B/I/L/U) tags."""
-        if self._tags_cache is None or self._tags_cache[0] != self.labels:
-            self._tags_cache = (self.labels, tag_names(self.labels, scheme=self.cfg["scheme"]))
-        return self._tags_cache[1]
+        return self.tables.tags
+
+    @property
+    def tables(self) -> "TagTables":
+        """Tags, their lookups and valid transitions, rebuilt only when the labels change."""
+        if self._tables is None or self._tables.labels != self.labels:
+            tags = tag_names(self.labels, scheme=self.cfg["scheme"])
+            self._tables = TagTables(labels=self.labels, tags=tags, tag_index={t: i for i, t in enumerate(tags)},
+                                     label_index={label: k for k, label in enumerate(self.labels)},
+                                     transitions=transition_mask(tags))
+        return self._tables
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str):
@@ -117,15 +135,8 @@ class BioNERTagger(TrainablePipe):
         flat = ops.flatten(list(scores))
         flat = flat - flat.max(axis=1, keepdims=True)
         logp = flat - ops.xp.log(ops.xp.exp(flat).sum(axis=1, keepdims=True))
-        allowed, start, end = self._transitions()
+        allowed, start, end = self.tables.transitions
         return viterbi(ops.unflatten(logp, lengths), allowed=allowed, start=start, end=end)
-
-    def _transitions(self):
-        key = tuple(self.tags)
-        cached = getattr(self, "_transition_cache", None)
-        if cached is None or cached[0] != key:
-            self._transition_cache = (key, transition_mask(self.tags))
-        return self._transition_cache[1]
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[numpy.ndarray]) -> None:
         """Set ``doc.ents`` from decoded tag ids (every other token becomes ``O``)."""
@@ -144,10 +155,9 @@ class BioNERTagger(TrainablePipe):
         ops = self.model.ops
         xp = ops.xp
         examples = list(examples)
-        index = {tag: i for i, tag in enumerate(self.tags)}
-        labels = {label: k for k, label in enumerate(self.labels)}
-        gold = numpy.concatenate([gold_tag_ids(eg, labels, scheme=self.cfg["scheme"])
-                                  if same_tokens(eg) else self._gold_ids(eg, index) for eg in examples])
+        tables = self.tables
+        gold = numpy.concatenate([gold_tag_ids(eg, tables.label_index, scheme=self.cfg["scheme"])
+                                  if same_tokens(eg) else self._gold_ids(eg, tables.tag_index) for eg in examples])
         lengths = numpy.asarray([len(s) for s in scores], dtype="int32")
         flat = ops.flatten(list(scores))
         truth = xp.asarray(gold)
