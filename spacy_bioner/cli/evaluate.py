@@ -78,6 +78,9 @@ def evaluate_cli(
     plots: Optional[Path] = PLOTS,
     n_bootstrap: int = BOOTSTRAP,
     seed: int = SEED,
+    length_buckets: float = typer.Option(0.8, "--length-buckets",
+                                         help="Sub-batch padded batches by length (ratio in (0, 1], 0 = off)"),
+    int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU; faster, F1 may move a little)"),
 ) -> None:
     """Run a pipeline over gold data (its tokens) and score it; reports words/s."""
     from ..evaluation.predict import evaluate_model
@@ -85,7 +88,8 @@ def evaluate_cli(
 
     with friendly_errors():
         pairs, metrics = evaluate_model(model, data, gpu_id=gpu_id, batch_size=batch_size,
-                                        n_bootstrap=n_bootstrap, seed=seed, warn=msg.warn)
+                                        n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
+                                        int8=int8, warn=msg.warn)
         write_outputs(metrics, pairs, output=output, report=report, plots=plots, title=f"{model} on {data}")
         print_headline(metrics)
         msg.info(f"{metrics['words_per_second']:.0f} words/s"

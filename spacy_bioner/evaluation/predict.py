@@ -147,8 +147,30 @@ def unknown_gold_labels(known: Optional[Set[str]], gold_docs: Sequence["Doc"]) -
     return dict(sorted(Counter(e.label_ for doc in gold_docs for e in doc.ents if e.label_ not in known).items()))
 
 
+def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False) -> Dict[str, Any]:
+    """Inference speed-ups for a loaded pipeline (see :mod:`spacy_bioner.models.inference`).
+
+    nlp (Language): the pipeline.
+    gpu_id (int): GPU index, -1 for CPU (int8 is CPU only: a one-line error on a GPU).
+    length_buckets (float): bucket ratio for transformers trained without one (0: off).
+    int8 (bool): dynamic int8 quantization of the transformers' Linear layers.
+    RETURNS (Dict[str, Any]): what was applied, for the metrics.
+    """
+    from ..models.inference import add_length_buckets, quantize_int8
+
+    if int8 and gpu_id >= 0:
+        raise ModelLoadError("--int8 is for CPU inference; drop it with --gpu-id (or use mixed precision)")
+    try:
+        patched = add_length_buckets(nlp, ratio=length_buckets)
+    except ValueError as err:
+        raise ModelLoadError(str(err)) from None
+    quantized = quantize_int8(nlp) if int8 else 0
+    return {"length_buckets": length_buckets, "length_buckets_added": patched, "int8": bool(int8),
+            "int8_modules": quantized}
+
+
 def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, batch_size: int = 64,
-                   n_bootstrap: int = 1000, seed: int = 0,
+                   n_bootstrap: int = 1000, seed: int = 0, length_buckets: float = 0.8, int8: bool = False,
                    warn=None) -> Tuple[List[SentencePair], Dict[str, Any]]:
     """Load a pipeline, predict on ``data`` and score.
 
@@ -158,14 +180,17 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     batch_size (int): Docs per ``nlp.pipe`` batch.
     n_bootstrap (int): bootstrap resamples for the F1 interval (0: none).
     seed (int): bootstrap seed.
+    length_buckets (float): length-bucket ratio for transformers trained without one (0: off).
+    int8 (bool): int8 dynamic quantization of the transformers (CPU; not bit-identical).
     warn (Callable[[str], None]): called with a warning about unknown gold labels.
-    RETURNS: the sentence pairs and the metrics, with ``words_per_second``,
+    RETURNS: the sentence pairs and the metrics, with ``words_per_second``, ``inference``,
         ``unknown_gold_labels``, ``peak_gpu_mib`` (GPU) and spaCy's flat ``ents_*`` keys.
     """
     from ..corpus.readers import load_corpus_docs
 
     require_gpu(gpu_id)
     nlp = load_pipeline(model)
+    inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8)
     gold = require_tokens(load_corpus_docs(data, vocab=nlp.vocab), data)
     known = entity_labels(nlp)
     unknown = unknown_gold_labels(known, gold)
@@ -180,6 +205,7 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     pairs, metrics = score_docs(gold, pred, n_bootstrap=n_bootstrap, seed=seed)
     metrics["words_per_second"] = metrics["n_tokens"] / elapsed if elapsed else 0.0
     metrics["unknown_gold_labels"] = unknown
+    metrics["inference"] = inference
     if gpu_id >= 0:
         metrics["peak_gpu_mib"] = peak_gpu_memory_mib(gpu_id)
     # spaCy's flat keys too, so scripts written for `spacy evaluate` find them

@@ -1,9 +1,9 @@
-"""The transformer architecture: ``spacy_bioner.TransformerModel.v1`` and ``.v2``.
+"""The transformer architecture: ``spacy_bioner.TransformerModel.v1``, ``.v2`` and ``.v3``.
 
-Both are spacy-transformers' ``TransformerModel`` that finds backbones offline
+All are spacy-transformers' ``TransformerModel`` that finds backbones offline
 first and binds a subword-window span getter to the model's tokenizer. ``v2``
 adds a torch-native optimizer step (:mod:`spacy_bioner.models.optim`) and
-gradient checkpointing.
+gradient checkpointing; ``v3`` adds length buckets (:mod:`spacy_bioner.models.buckets`).
 """
 from typing import Callable, List, Optional
 
@@ -24,6 +24,8 @@ def transformer_model(
     grad_scaler_config: Optional[dict] = None,
     torch_optimizer: bool = False,
     gradient_checkpointing: bool = False,
+    length_buckets: float = 0.0,
+    length_buckets_on_gpu: bool = False,
 ) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
     """spacy-transformers' ``TransformerModel`` that finds backbones offline first.
 
@@ -44,6 +46,9 @@ def transformer_model(
         AdamW step (global-norm clipping) instead of thinc's per-parameter loop.
     gradient_checkpointing (bool): recompute activations in the backward pass
         (less memory, ~30 % more compute); needs a backbone that supports it.
+    length_buckets (float): run each padded batch as sub-batches whose lengths are
+        within this ratio of their longest (0: off); see :mod:`.buckets`.
+    length_buckets_on_gpu (bool): bucket on a GPU too (off: launches cost more there).
     """
     from spacy_transformers.layers.transformer_model import TransformerModel
 
@@ -72,6 +77,20 @@ def transformer_model(
         return result
 
     model.init = init
+    if length_buckets:
+        from .buckets import PATCH_ATTR, check_ratio, enable_length_buckets
+
+        check_ratio(length_buckets)  # a bad value fails when the config is built, not mid-training
+        plain_forward = model._func
+
+        def forward(model: Model, docs: List[Doc], is_train: bool):
+            # The HF module is created at initialisation and again when a pipeline is loaded: patch whichever is there.
+            hf = model.layers[0].shims[0]._model if model.layers and model.layers[0].shims else None
+            if hf is not None and not hasattr(hf, PATCH_ATTR):
+                enable_length_buckets(hf, ratio=length_buckets, on_gpu=length_buckets_on_gpu)
+            return plain_forward(model, docs, is_train)
+
+        model._func = forward
     return model
 
 
@@ -129,3 +148,37 @@ def create_transformer_model_v2(
                              transformer_config=transformer_config, mixed_precision=mixed_precision,
                              grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
                              gradient_checkpointing=gradient_checkpointing)
+
+
+@registry.architectures("spacy_bioner.TransformerModel.v3")
+def create_transformer_model_v3(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+    torch_optimizer: bool = True,
+    gradient_checkpointing: bool = False,
+    length_buckets: float = 0.8,
+    length_buckets_on_gpu: bool = False,
+) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
+    """``v2`` plus length buckets: a padded batch runs as sub-batches of similar length.
+
+    name (str): hub name or local folder of the backbone.
+    get_spans (Callable): span getter.
+    tokenizer_config (dict): passed to ``AutoTokenizer.from_pretrained``.
+    transformer_config (dict): passed to the transformer's forward pass.
+    mixed_precision (bool): autocast the forward pass (GPU).
+    grad_scaler_config (dict): PyTorch gradient scaler settings.
+    torch_optimizer (bool): one torch AdamW step for all transformer weights (default).
+    gradient_checkpointing (bool): trade compute for activation memory.
+    length_buckets (float): a row starts a new sub-batch when shorter than this
+        ratio × the sub-batch's longest row (0: off; default 0.8).
+    length_buckets_on_gpu (bool): bucket on a GPU too (default off).
+    """
+    return transformer_model(name, get_spans, tokenizer_config=tokenizer_config,
+                             transformer_config=transformer_config, mixed_precision=mixed_precision,
+                             grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
+                             gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets,
+                             length_buckets_on_gpu=length_buckets_on_gpu)
