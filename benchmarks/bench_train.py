@@ -215,23 +215,30 @@ def hf_worker_env(gpu_id: int) -> Dict[str, str]:
     return env
 
 
+def evaluate(py: str, model: Path, test: Path, metrics: Path, gpu_id: int, extra: List[str]) -> Dict[str, Any]:
+    """``spacy-bioner evaluate`` on the test split: prediction words/s and scores."""
+    subprocess.run([py, "-m", "spacy_bioner", "evaluate", str(model), str(test), "-o", str(metrics),
+                    "--bootstrap", "0", "--gpu-id", str(gpu_id)] + extra, check=True, stdout=subprocess.DEVNULL)
+    m = json.loads(metrics.read_text(encoding="utf8"))
+    return {"predict_words_per_s": m["words_per_second"], "predict_peak_gpu_mib": m.get("peak_gpu_mib"),
+            "p": m["seqeval"]["precision"], "r": m["seqeval"]["recall"], "f": m["seqeval"]["f1"],
+            "spacy_f": m["spacy"]["ents_f"], "inference": m.get("inference")}
+
+
 def spacy_bioner_run(py: str, base: str, out: Path, test: Path, metrics: Path, gpu_id: int, model: str,
-                     train_args: List[str]) -> Dict[str, Any]:
-    """``spacy-bioner train`` (timed from outside) + ``run.json`` + ``spacy-bioner evaluate`` on the test split."""
+                     train_args: List[str], int8: bool = False) -> Dict[str, Any]:
+    """``spacy-bioner train`` (timed from outside) + ``run.json`` + ``spacy-bioner evaluate`` on the test split
+    (and again with ``--int8`` when asked: its words/s and scores under ``int8``)."""
     run = run_timed([py, "-m", "spacy_bioner", "train", base, "-o", str(out), "--gpu-id", str(gpu_id)] + train_args)
     rec = json.loads((out / "run.json").read_text(encoding="utf8"))
-    subprocess.run([py, "-m", "spacy_bioner", "evaluate", str(out / model), str(test), "-o", str(metrics),
-                    "--bootstrap", "0", "--gpu-id", str(gpu_id)], check=True, stdout=subprocess.DEVNULL)
-    m = json.loads(metrics.read_text(encoding="utf8"))
     return {
         **run,
         "train_loop_s": rec["train_seconds"], "train_words_per_s": rec["train_words_per_second"],
         "loop_peak_rss_mib": rec["peak_rss_mib"], "peak_gpu_mib": rec["peak_gpu_mib"],
         "steps": rec["steps"], "epochs": rec["epochs"], "train_words_seen": rec["train_words"],
         "run_wall_s": rec["wall_seconds"], "schedule": rec.get("schedule"), "learn_rates": rec.get("learn_rates"),
-        "predict_words_per_s": m["words_per_second"], "predict_peak_gpu_mib": m.get("peak_gpu_mib"),
-        "p": m["seqeval"]["precision"], "r": m["seqeval"]["recall"], "f": m["seqeval"]["f1"],
-        "spacy_f": m["spacy"]["ents_f"],
+        **evaluate(py, out / model, test, metrics, gpu_id, []),
+        "int8": evaluate(py, out / model, test, metrics, gpu_id, ["--int8"]) if int8 else None,
     }
 
 
@@ -290,8 +297,11 @@ def main() -> None:
                                        "--training.eval_frequency", "1000000", "--training.patience", "0",
                                        "--training.batcher.size", str(args.batch_size),
                                        "--training.optimizer.learn_rate.initial_rate", str(args.lr),
-                                       "--training.logger.progress_bar", "false"])
+                                       "--training.logger.progress_bar", "false"], int8=args.gpu_id < 0)
             rows.append({"system": f"spacy-bioner {head} ({short})", **row})
+            if row["int8"]:
+                rows.append({"system": f"spacy-bioner {head} ({short}), int8 prediction (same model)",
+                             "wall_s": None, "peak_rss_mib": None, **row["int8"]})
         if "hf" in systems:
             pred = tmp / "hf_pred.tsv"
             worker_gpu = 0 if args.gpu_id >= 0 else -1  # the worker sees only the chosen GPU
@@ -322,7 +332,15 @@ def main() -> None:
         print(f"| {r['system']} | {fmt(r['wall_s'])} | {fmt(r.get('train_loop_s'))} | {fmt(r.get('train_words_per_s'))} "
               f"| {fmt(r.get('predict_words_per_s'))} | {fmt(rss)} | {fmt(r.get('peak_gpu_mib'))} "
               f"| {100 * r['p']:.2f} | {100 * r['r']:.2f} | {100 * r['f']:.2f} |")
-    print("\n" + "; ".join(f"{r['system']}: {r.get('steps')} steps, {fmt(r.get('epochs'), '.2f')} epochs" for r in rows))
+    print("\n" + "; ".join(f"{r['system']}: {r.get('steps')} steps, {fmt(r.get('epochs'), '.2f')} epochs"
+                            for r in rows if r.get("steps")))
+    hf = next((r for r in rows if r["system"].startswith("HF")), None)
+    if hf:
+        for r in rows:
+            if r is not hf and not r["system"].startswith("tok2vec"):
+                ratios = [f"{what} {r[key] / hf[key]:.2f}× HF" for what, key in
+                          (("train", "train_words_per_s"), ("predict", "predict_words_per_s")) if r.get(key) and hf.get(key)]
+                print(f"{r['system']}: " + ", ".join(ratios) + f"; test F1 {100 * (r['f'] - hf['f']):+.2f} vs HF")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "log"} for r in rows], indent=2) + "\n")

@@ -80,7 +80,68 @@ class ConversionStats:
         }
 
 
+@dataclass
+class Passage:
+    """A passage of a document to annotate: its text and its offset in the document.
+
+    offset (int): character offset of the passage in the document (PubTator, BioC).
+    text (str): the passage, exactly as read.
+    infons (Dict[str, str]): BioC infons / PubTator kind (``{"type": "t"}``), written back unchanged.
+    """
+
+    offset: int
+    text: str
+    infons: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Record:
+    """A document read for ``annotate``.
+
+    id (str): the document id (JSONL ``--id-field``, PubTator/BioC id, a text file's name).
+    source (str): where it was read, ``file:line`` (BioC: ``file#id``).
+    passages (List[Passage]): one for plain text and JSONL.
+    """
+
+    id: str
+    source: str
+    passages: List[Passage]
+
+
+@dataclass
+class BadRecord:
+    """A record that cannot be annotated: written to the error file, the job goes on.
+
+    source (str): ``file:line`` of the record.
+    id (Optional[str]): its id when it could be read.
+    error (str): why, in one line.
+    """
+
+    source: str
+    id: Optional[str]
+    error: str
+
+
+#: An entity found by ``annotate``: document character offsets ``(start, end)``, label, text.
+CharEntity = Tuple[int, int, str, str]
+
+
+@dataclass
+class AnnotatedRecord:
+    """A record with its entities (document offsets), ready to be written."""
+
+    id: str
+    source: str
+    passages: List[Passage]
+    entities: List[CharEntity]
+
+
 __all__ = [
+    "AnnotatedRecord",
+    "BadRecord",
+    "CharEntity",
+    "Passage",
+    "Record",
     "ConversionStats",
     "CorpusReader",
     "EntitySpan",

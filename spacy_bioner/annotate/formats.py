@@ -1,0 +1,348 @@
+"""Document formats for ``annotate``: read records from text / JSONL / PubTator / BioC
+(gzip too), write annotated records as JSONL / PubTator / BioC.
+
+A record is a document of one or more passages, each with its offset in the
+document (PubTator: title at 0, abstract after the title and one space; BioC:
+the passage's own ``offset``). Entities are found per passage and reported with
+document offsets, so they index the original text exactly. A record that cannot
+be read is a :class:`BadRecord` (its source ``file:line``, id when known, and
+why); readers never stop at one.
+"""
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+from typing import IO, Any, Dict, Iterator, List, Optional, Set, Tuple, Union
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr, unescape
+
+from ..types import AnnotatedRecord, BadRecord, Passage, Record
+
+INPUT_FORMATS = ("text", "jsonl", "pubtator", "bioc")
+OUTPUT_FORMATS = ("jsonl", "pubtator", "bioc")
+#: Suffixes (before ``.gz``) that pick the input format when ``--format`` is not given.
+SUFFIXES = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+            ".pubtator": "pubtator", ".xml": "bioc", ".bioc": "bioc"}
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """A file for reading bytes, gunzipped when it ends in ``.gz``."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def format_of(path: Path) -> Optional[str]:
+    """The input format a file's suffix implies (``x.jsonl.gz`` → jsonl), or None."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def input_files(path: Path, fmt: Optional[str]) -> List[Path]:
+    """The files to read: ``path`` itself, or a folder's files (recursively, sorted) of the format.
+
+    path (Path): a file or folder.
+    fmt (Optional[str]): the format; None infers it from the suffixes.
+    RETURNS (List[Path]): FileNotFoundError when there is nothing to read.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if fmt is not None:
+        files = [p for p in files if format_of(p) in (fmt, None) or fmt == "text"]
+    else:
+        files = [p for p in files if format_of(p) is not None]
+    if not files:
+        raise FileNotFoundError(f"{path}: a folder with no input files"
+                                + (f" of format {fmt}" if fmt else " (.txt, .jsonl, .pubtator, .xml, optionally .gz)"))
+    return files
+
+
+def pick_format(files: List[Path], fmt: Optional[str]) -> str:
+    """The one input format of ``files`` (``--format`` wins); ValueError when it cannot be told."""
+    if fmt is not None:
+        if fmt not in INPUT_FORMATS:
+            raise ValueError(f"--format {fmt}: choose one of {', '.join(INPUT_FORMATS)}")
+        return fmt
+    found = {format_of(p) for p in files}
+    if len(found) == 1 and None not in found:
+        return found.pop()  # type: ignore[return-value]
+    raise ValueError(f"cannot tell the input format from the file names ({', '.join(sorted(map(str, found)))}); "
+                     f"pass --format ({', '.join(INPUT_FORMATS)})")
+
+
+def read_records(path: Path, *, fmt: Optional[str] = None, id_field: str = "id", text_field: str = "text",
+                 max_chars: int = 1_000_000, root: Optional[Path] = None) -> Iterator[Union[Record, BadRecord]]:
+    """Every record of a file or folder, in order, as :class:`Record` or :class:`BadRecord`.
+
+    path (Path): input file or folder.
+    fmt (Optional[str]): text, jsonl, pubtator or bioc; None infers it from suffixes.
+    id_field (str): JSONL key of the id (missing: the record's ``file:line``).
+    text_field (str): JSONL key of the text.
+    max_chars (int): longer documents are bad records (spaCy's ``nlp.max_length``).
+    root (Optional[Path]): sources are shown relative to this folder.
+    RETURNS (Iterator): records, read lazily; a missing input or an unknown format fails at once.
+    """
+    files = input_files(path, fmt)
+    fmt = pick_format(files, fmt)
+    base = root or (path if path.is_dir() else path.parent)
+    return _records(files, fmt, base, id_field=id_field, text_field=text_field, max_chars=max_chars)
+
+
+def _records(files: List[Path], fmt: str, base: Path, *, id_field: str, text_field: str,
+             max_chars: int) -> Iterator[Union[Record, BadRecord]]:
+    for file in files:
+        name = str(file.relative_to(base)) if file.is_relative_to(base) else str(file)
+        if fmt == "text":
+            records = _read_text(file, name)
+        elif fmt == "jsonl":
+            records = _read_jsonl(file, name, id_field=id_field, text_field=text_field)
+        elif fmt == "pubtator":
+            records = _read_pubtator(file, name)
+        else:
+            records = _read_bioc(file, name)
+        for record in records:
+            yield _check(record, max_chars)
+
+
+def _check(record: Union[Record, BadRecord], max_chars: int) -> Union[Record, BadRecord]:
+    if isinstance(record, BadRecord):
+        return record
+    size = sum(len(p.text) for p in record.passages)
+    if not any(p.text.strip() for p in record.passages):
+        return BadRecord(source=record.source, id=record.id, error="empty text")
+    if max(len(p.text) for p in record.passages) > max_chars:
+        return BadRecord(source=record.source, id=record.id,
+                         error=f"text of {size:,} characters is over the limit of {max_chars:,} "
+                               "(raise it with --max-chars, or split the document)")
+    return record
+
+
+def _read_text(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
+    """One document per file; id = the file's path relative to the input folder, without suffixes."""
+    doc_id = re.sub(r"(\.[A-Za-z]+)*(\.gz)?$", "", name) or name
+    with open_binary(file) as f:
+        data = f.read()
+    try:
+        text = data.decode("utf8")
+    except UnicodeDecodeError as err:
+        yield BadRecord(source=name, id=doc_id, error=f"invalid UTF-8 at byte {err.start}")
+        return
+    yield Record(id=doc_id, source=name, passages=[Passage(offset=0, text=text)])
+
+
+def _read_jsonl(file: Path, name: str, *, id_field: str, text_field: str) -> Iterator[Union[Record, BadRecord]]:
+    with open_binary(file) as f:
+        for n, raw in enumerate(f, start=1):
+            source = f"{name}:{n}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf8")
+            except UnicodeDecodeError as err:
+                yield BadRecord(source=source, id=None, error=f"invalid UTF-8 at byte {err.start}")
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield BadRecord(source=source, id=None, error=f"invalid JSON: {err.msg} (column {err.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield BadRecord(source=source, id=None, error=f"a JSON {type(obj).__name__}, not an object")
+                continue
+            doc_id = obj.get(id_field)
+            doc_id = source if doc_id is None else str(doc_id)
+            text = obj.get(text_field)
+            if text is None:
+                yield BadRecord(source=source, id=doc_id, error=f"no {text_field!r} field (set --text-field)")
+            elif not isinstance(text, str):
+                yield BadRecord(source=source, id=doc_id, error=f"{text_field!r} is not a string but "
+                                                                 f"{type(text).__name__}")
+            else:
+                yield Record(id=doc_id, source=source, passages=[Passage(offset=0, text=text)])
+
+
+def _read_pubtator(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
+    """PubTator: ``id|t|title``, ``id|a|abstract``, annotation lines (ignored), blank line."""
+    with open_binary(file) as f:
+        block: List[Tuple[int, bytes]] = []
+        for n, raw in enumerate(f, start=1):
+            line = raw.rstrip(b"\r\n")
+            if line.strip():
+                block.append((n, line))
+            elif block:
+                yield _pubtator_block(block, name)
+                block = []
+        if block:
+            yield _pubtator_block(block, name)
+
+
+def _pubtator_block(block: List[Tuple[int, bytes]], name: str) -> Union[Record, BadRecord]:
+    first = block[0][0]
+    source = f"{name}:{first}"
+    passages: List[Passage] = []
+    doc_id: Optional[str] = None
+    offset = 0
+    for n, raw in block:
+        try:
+            line = raw.decode("utf8")
+        except UnicodeDecodeError as err:
+            return BadRecord(source=f"{name}:{n}", id=doc_id, error=f"invalid UTF-8 at byte {err.start}")
+        match = re.match(r"^([^|\t]+)\|([a-zA-Z]+)\|(.*)$", line)
+        if match:
+            pid, kind, text = match.groups()
+            if doc_id is not None and pid != doc_id:
+                return BadRecord(source=f"{name}:{n}", id=doc_id, error=f"id {pid} inside the block of {doc_id} "
+                                                                        "(a blank line must separate documents)")
+            doc_id = pid
+            passages.append(Passage(offset=offset, text=text, infons={"type": kind}))
+            offset += len(text) + 1
+        elif "\t" not in line:
+            return BadRecord(source=f"{name}:{n}", id=doc_id, error="neither `id|t|text` nor an annotation line")
+    if doc_id is None:
+        return BadRecord(source=source, id=None, error="annotation lines without a title or abstract line")
+    return Record(id=doc_id, source=source, passages=passages)
+
+
+def _read_bioc(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
+    """BioC XML, streamed document by document."""
+    with open_binary(file) as f:
+        try:
+            for _, elem in ElementTree.iterparse(f, events=("end",)):
+                if elem.tag != "document":
+                    continue
+                doc_id = (elem.findtext("id") or "").strip()
+                source = f"{name}#{doc_id or '?'}"
+                passages = []
+                for p in elem.findall("passage"):
+                    try:
+                        offset = int((p.findtext("offset") or "0").strip())
+                    except ValueError:
+                        yield BadRecord(source=source, id=doc_id or None, error="passage offset is not a number")
+                        break
+                    infons = {i.get("key", ""): i.text or "" for i in p.findall("infon")}
+                    passages.append(Passage(offset=offset, text=p.findtext("text") or "", infons=infons))
+                else:
+                    if not doc_id:
+                        yield BadRecord(source=source, id=None, error="document without an <id>")
+                    else:
+                        yield Record(id=doc_id, source=source, passages=passages)
+                elem.clear()
+        except ElementTree.ParseError as err:
+            line, col = err.position
+            yield BadRecord(source=f"{name}:{line}", id=None, error=f"invalid XML ({err.msg if hasattr(err, 'msg') else err}); "
+                                                                    "the rest of this file is skipped")
+
+
+# ---------------------------------------------------------------- writers
+class Writer:
+    """Appends annotated records to OUTPUT in one format; knows which ids OUTPUT already holds."""
+
+    def __init__(self, path: Path, fmt: str, *, resume: bool) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"--output-format {fmt}: choose one of {', '.join(OUTPUT_FORMATS)}")
+        self.path, self.fmt = path, fmt
+        self.done: Set[str] = set()
+        if resume and path.exists():
+            self.done = self._recover()
+        elif path.exists() and path.stat().st_size:
+            raise FileExistsError(f"{path} exists: pass --resume to continue it, or choose a new OUTPUT")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", encoding="utf8", newline="")
+        if fmt == "bioc" and not self.done and self.file.tell() == 0:
+            self.file.write(BIOC_HEAD)
+
+    def _recover(self) -> Set[str]:
+        """Ids of the complete records in OUTPUT; a record cut off by a kill is removed."""
+        data = self.path.read_bytes()
+        if self.fmt == "jsonl":
+            end = data.rfind(b"\n") + 1
+            ids = set()
+            for line in data[:end].splitlines():
+                if line.strip():
+                    ids.add(str(json.loads(line)["id"]))
+        elif self.fmt == "pubtator":
+            end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+            ids = {m.group(1).decode("utf8") for m in re.finditer(rb"(?m)^([^|\t\n]+)\|[a-zA-Z]+\|", data[:end])}
+        else:
+            close = data.rfind(b"</document>")
+            end = close + len(b"</document>\n") if close >= 0 else data.find(b"<collection>") + len(b"<collection>\n")
+            if close < 0 and b"<collection>" not in data:
+                end = 0
+            ids = {unescape(m.group(1).decode("utf8")) for m in
+                   re.finditer(rb"<document><id>([^<]*)</id>", data[:end])}
+        with open(self.path, "r+b") as f:
+            f.truncate(end)
+        return ids
+
+    def write(self, record: AnnotatedRecord) -> None:
+        if self.fmt == "jsonl":
+            self.file.write(json.dumps(jsonl_record(record), ensure_ascii=False) + "\n")
+        elif self.fmt == "pubtator":
+            self.file.write(pubtator_record(record))
+        else:
+            self.file.write(bioc_document(record))
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.fmt == "bioc":
+            self.file.write(BIOC_TAIL)
+        self.file.close()
+
+
+BIOC_HEAD = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 'BioC.dtd'>\n"
+             "<collection><source>spacy-bioner</source><date></date><key></key>\n")
+BIOC_TAIL = "</collection>\n"
+
+
+def escape(text: str) -> str:
+    """XML text with ``\r`` kept as a character reference (parsers turn a raw CR LF into LF, moving offsets)."""
+    return _escape(text, {"\r": "&#13;"})
+
+
+def jsonl_record(record: AnnotatedRecord) -> Dict[str, Any]:
+    return {"id": record.id, "source": record.source,
+            "entities": [{"start": s, "end": e, "label": label, "text": text} for s, e, label, text in record.entities]}
+
+
+def pubtator_record(record: AnnotatedRecord) -> str:
+    """Title/abstract lines as read (``|t|``/``|a|``; plain text as one ``|t|``), then one line per entity."""
+    out = io.StringIO()
+    for p in record.passages:
+        kind = p.infons.get("type", "t") if p.infons.get("type") in ("t", "a") else ("t" if p.offset == 0 else "a")
+        out.write(f"{record.id}|{kind}|{_one_line(p.text)}\n")
+    for s, e, label, text in record.entities:
+        out.write(f"{record.id}\t{s}\t{e}\t{_one_line(text)}\t{label}\t-\n")
+    out.write("\n")
+    return out.getvalue()
+
+
+def _one_line(text: str) -> str:
+    """PubTator is line-based: a newline or tab inside a text becomes a space (offsets unchanged)."""
+    return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+
+
+def bioc_document(record: AnnotatedRecord) -> str:
+    out = io.StringIO()
+    out.write(f"<document><id>{escape(record.id)}</id>\n")
+    n = 0
+    for i, p in enumerate(record.passages):
+        out.write("<passage>")
+        for key, value in p.infons.items():
+            out.write(f"<infon key={quoteattr(key)}>{escape(value)}</infon>")
+        out.write(f"<offset>{p.offset}</offset><text>{escape(p.text)}</text>\n")
+        end = p.offset + len(p.text)
+        for s, e, label, text in record.entities:
+            if p.offset <= s and e <= end:
+                out.write(f'<annotation id="T{n}"><infon key="type">{escape(label)}</infon>'
+                          f'<location offset="{s}" length="{e - s}"/><text>{escape(text)}</text></annotation>\n')
+                n += 1
+        out.write("</passage>\n")
+    out.write("</document>\n")
+    return out.getvalue()

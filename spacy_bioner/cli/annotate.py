@@ -1,0 +1,47 @@
+"""``annotate``: tag a literature dump with a trained pipeline (streaming, resumable)."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from . import app
+from ._util import fail, friendly_errors
+
+
+@app.command("annotate")
+def annotate_cli(
+    model: str = typer.Argument(..., help="A trained pipeline (folder or installed package name)"),
+    input_path: Path = typer.Argument(..., help="Input file or folder: text, JSONL, PubTator or BioC XML (.gz too)"),
+    output: Path = typer.Argument(..., help="Output file"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f",
+                                      help="Input format: text, jsonl, pubtator, bioc (default: from the suffixes)"),
+    output_format: str = typer.Option("jsonl", "--output-format", "-F", help="jsonl, pubtator or bioc"),
+    id_field: str = typer.Option("id", "--id-field", help="JSONL key of the document id"),
+    text_field: str = typer.Option("text", "--text-field", help="JSONL key of the text"),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed job: skip what OUTPUT and the error file hold"),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="Error file (default: OUTPUT.errors.jsonl)"),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Texts per nlp.pipe batch"),
+    buffer_size: int = typer.Option(1024, "--buffer-size", help="Records read, annotated and flushed together"),
+    n_process: int = typer.Option(1, "--n-process", "-n", help="Worker processes (CPU)"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    length_buckets: float = typer.Option(0.8, "--length-buckets", help="Sub-batch by length (0 = off)"),
+    int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU)"),
+    max_chars: int = typer.Option(1_000_000, "--max-chars", help="Longer documents go to the error file"),
+) -> None:
+    """Annotate every document of INPUT; entities with character offsets into the original text."""
+    from ..annotate.job import annotate, default_errors_path
+
+    with friendly_errors():
+        try:
+            stats = annotate(model, input_path, output, fmt=fmt, output_format=output_format, id_field=id_field,
+                             text_field=text_field, resume=resume, errors=errors, batch_size=batch_size,
+                             buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id,
+                             length_buckets=length_buckets, int8=int8, max_chars=max_chars)
+        except (ValueError, FileExistsError) as err:
+            fail(str(err))
+    msg.good(f"{stats.documents:,} documents annotated ({stats.entities:,} entities) in {stats.seconds:.1f}s: "
+             f"{stats.docs_per_second:,.1f} docs/s, {stats.words_per_second:,.0f} words/s; peak RSS "
+             f"{stats.peak_rss_mib:,.0f} MiB" + (f"; {stats.skipped:,} already done" if stats.skipped else ""))
+    if stats.errors:
+        msg.warn(f"{stats.errors:,} records could not be annotated: see {errors or default_errors_path(output)}")

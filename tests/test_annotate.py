@@ -1,0 +1,251 @@
+"""``spacy-bioner annotate``: formats, exact offsets, bad records, resume after a kill, workers."""
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+import spacy
+
+from spacy_bioner.annotate.formats import read_records
+from spacy_bioner.annotate.job import annotate
+from spacy_bioner.types import BadRecord, Record
+
+TEXTS = {
+    "d1": "BRCA1 mutations cause hereditary breast cancer.",
+    "d2": "Tabs\tand  double  spaces: breast  cancer? No, breast cancer and BRCA1.\r\nCRLF line: tumeur é ü BRCA1",
+    "d3": "Ünïcödé ✓ text → BRCA1 in Straße; breast cancer (non-small cell).",
+    "d4": "Nothing to see here.",
+}
+
+
+@pytest.fixture(scope="module")
+def ruler(tmp_path_factory):
+    """A real, tiny pipeline (entity ruler): exact, fast, and it sets doc.ents like a trained one."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([
+        {"label": "Disease", "pattern": [{"LOWER": "breast"}, {"LOWER": "cancer"}]},
+        {"label": "Gene", "pattern": "BRCA1"}, {"label": "Disease", "pattern": "tumeur"}])
+    path = tmp_path_factory.mktemp("ruler") / "model"
+    nlp.to_disk(path)
+    return path
+
+
+def expected(text):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([
+        {"label": "Disease", "pattern": [{"LOWER": "breast"}, {"LOWER": "cancer"}]},
+        {"label": "Gene", "pattern": "BRCA1"}, {"label": "Disease", "pattern": "tumeur"}])
+    return [(e.start_char, e.end_char, e.label_) for e in nlp(text).ents]
+
+
+def write_jsonl(path, records, *, gz=False):
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf8")
+    (gzip.open if gz else open)(path, "wb").write(data)
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_jsonl_offsets_index_the_original_text(ruler, tmp_path, gz):
+    src = write_jsonl(tmp_path / ("in.jsonl.gz" if gz else "in.jsonl"),
+                      [{"pmid": k, "body": v} for k, v in TEXTS.items()], gz=gz)
+    stats = annotate(ruler, src, tmp_path / "out.jsonl", id_field="pmid", text_field="body", progress=False)
+    out = {r["id"]: r for r in read_jsonl(tmp_path / "out.jsonl")}
+    assert list(out) == list(TEXTS) and stats.documents == 4 and stats.errors == 0
+    for doc_id, text in TEXTS.items():
+        ents = out[doc_id]["entities"]
+        assert [(e["start"], e["end"], e["label"]) for e in ents] == expected(text)
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in ents)
+    assert len(out["d2"]["entities"]) == 4  # "breast  cancer" (two spaces) is not the pattern; CRLF kept
+    assert stats.entities == sum(len(r["entities"]) for r in out.values())
+
+
+def test_text_folder_one_document_per_file(ruler, tmp_path):
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    for k, v in TEXTS.items():
+        (folder / ("sub" if k == "d3" else "") / f"{k}.txt").write_bytes(v.encode("utf8"))
+    annotate(ruler, folder, tmp_path / "out.jsonl", progress=False)
+    out = {r["id"]: r for r in read_jsonl(tmp_path / "out.jsonl")}
+    assert set(out) == {"d1", "d2", "d4", "sub/d3"}
+    assert [(e["start"], e["end"], e["label"]) for e in out["d2"]["entities"]] == expected(TEXTS["d2"])
+
+
+PUBTATOR = ("111|t|BRCA1 and breast cancer\n111|a|Second passage: breast cancer in tumeur é.\n"
+            "111\t0\t5\tBRCA1\tGene\t672\n\n"
+            "222|t|No entities.\n222|a|None at all here\n\n")
+
+
+def test_pubtator_round_trip_keeps_passages_and_document_offsets(ruler, tmp_path):
+    src = tmp_path / "in.pubtator"
+    src.write_text(PUBTATOR, encoding="utf8")
+    annotate(ruler, src, tmp_path / "out.pubtator", output_format="pubtator", progress=False)
+    again = list(read_records(tmp_path / "out.pubtator"))
+    original = list(read_records(src))
+    assert [(r.id, [(p.offset, p.text) for p in r.passages]) for r in again] == \
+           [(r.id, [(p.offset, p.text) for p in r.passages]) for r in original]
+    doc = " ".join(p.text for p in original[0].passages)  # PubTator's document: title + " " + abstract
+    lines = [line.split("\t") for line in (tmp_path / "out.pubtator").read_text().splitlines() if "\t" in line]
+    assert [(int(s), int(e), label) for _, s, e, _, label, _ in lines] == expected(doc)
+    assert all(doc[int(s):int(e)] == text for _, s, e, text, _, _ in lines)
+
+
+BIOC = """<?xml version='1.0' encoding='UTF-8'?>
+<collection><source>test</source><date/><key/>
+<document><id>PMC1</id>
+<passage><infon key="type">title</infon><offset>0</offset><text>BRCA1 &amp; breast cancer</text></passage>
+<passage><infon key="type">abstract</infon><offset>100</offset><text>In tumeur cells, breast cancer.</text></passage>
+</document>
+<document><id>PMC2</id><passage><offset>0</offset><text>Nothing.</text></passage></document>
+</collection>
+"""
+
+
+def test_bioc_round_trip_keeps_passages_infons_and_offsets(ruler, tmp_path):
+    src = tmp_path / "in.xml"
+    src.write_text(BIOC, encoding="utf8")
+    annotate(ruler, src, tmp_path / "out.xml", output_format="bioc", progress=False)
+    from xml.etree import ElementTree
+
+    root = ElementTree.parse(tmp_path / "out.xml").getroot()
+    docs = root.findall("document")
+    assert [d.findtext("id") for d in docs] == ["PMC1", "PMC2"]
+    passages = docs[0].findall("passage")
+    assert [(int(p.findtext("offset")), p.findtext("text"), p.find("infon").text) for p in passages] == [
+        (0, "BRCA1 & breast cancer", "title"), (100, "In tumeur cells, breast cancer.", "abstract")]
+    for p in passages:
+        offset, text = int(p.findtext("offset")), p.findtext("text")
+        found = [(int(a.find("location").get("offset")) - offset, a.find("infon").text) for a in p.findall("annotation")]
+        assert found == [(s, label) for s, _, label in expected(text)]
+        for a in p.findall("annotation"):
+            start = int(a.find("location").get("offset")) - offset
+            assert text[start:start + int(a.find("location").get("length"))] == a.findtext("text")
+    again = list(read_records(tmp_path / "out.xml"))
+    assert [(r.id, [(p.offset, p.text) for p in r.passages]) for r in again] == \
+           [(r.id, [(p.offset, p.text) for p in r.passages]) for r in read_records(src)]
+
+
+def test_bioc_keeps_carriage_returns(ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "x", "text": "a\r\nBRCA1"}])
+    annotate(ruler, src, tmp_path / "out.xml", output_format="bioc", progress=False)
+    [record] = list(read_records(tmp_path / "out.xml"))
+    assert record.passages[0].text == "a\r\nBRCA1"
+
+
+def test_bad_records_go_to_the_error_file_and_the_job_goes_on(ruler, tmp_path):
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": "ok1", "text": "BRCA1"}).encode(), b"{not json", b"[1, 2]",
+             json.dumps({"id": "notext"}).encode(), json.dumps({"id": "num", "text": 7}).encode(),
+             json.dumps({"id": "empty", "text": "  \n "}).encode(), b'{"id": "latin1", "text": "caf\xe9"}',
+             json.dumps({"id": "huge", "text": "a " * 500_001}).encode(),
+             json.dumps({"id": "ok2", "text": "breast cancer"}).encode()]
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    stats = annotate(ruler, src, tmp_path / "out.jsonl", progress=False)
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["ok1", "ok2"]
+    errors = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
+    assert [(e["source"], e["id"]) for e in errors] == [
+        ("in.jsonl:2", None), ("in.jsonl:3", None), ("in.jsonl:4", "notext"), ("in.jsonl:5", "num"),
+        ("in.jsonl:6", "empty"), ("in.jsonl:7", None), ("in.jsonl:8", "huge")]
+    reasons = " | ".join(e["error"] for e in errors)
+    for why in ("invalid JSON", "not an object", "no 'text' field", "not a string", "empty text", "invalid UTF-8",
+                "over the limit of 1,000,000"):
+        assert why in reasons
+    assert stats.errors == 7 and stats.documents == 2
+
+
+def test_a_record_the_pipeline_fails_on_is_isolated(ruler, tmp_path):
+    nlp = spacy.load(ruler)
+
+    @spacy.Language.component("explode_on_boom")
+    def explode(doc):
+        if "BOOM" in doc.text:
+            raise RuntimeError("boom\nsecond line")
+        return doc
+
+    nlp.add_pipe("explode_on_boom")
+    nlp.to_disk(tmp_path / "model")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}, {"id": "b", "text": "BOOM"},
+                                              {"id": "c", "text": "breast cancer"}])
+    # the worker and this process both need the component: it is registered above, in this process
+    stats = annotate(tmp_path / "model", src, tmp_path / "out.jsonl", progress=False)
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["a", "c"]
+    [err] = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
+    assert err["id"] == "b" and "RuntimeError: boom" in err["error"] and "\n" not in err["error"]
+    assert stats.errors == 1
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "pubtator", "bioc"])
+def test_resume_after_a_kill_no_duplicate_no_gap(ruler, tmp_path, fmt):
+    records = [{"id": f"doc{i}", "text": f"Case {i}: BRCA1 and breast cancer." if i % 3 else ""} for i in range(40)]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / f"out.{fmt}"
+    full = tmp_path / f"full.{fmt}"
+    annotate(ruler, src, full, output_format=fmt, buffer_size=7, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(stats):
+        if stats.documents + stats.errors >= 14:
+            raise Killed
+
+    with pytest.raises(Killed):
+        annotate(ruler, src, out, output_format=fmt, buffer_size=7, progress=False, on_buffer=kill_after_two)
+    with open(out, "a", encoding="utf8") as f:  # a record cut off half-way by the kill
+        f.write({"jsonl": '{"id": "doc14", "entit', "pubtator": "doc14|t|Case 14",
+                 "bioc": "<document><id>doc14</id>\n<passage>"}[fmt])
+    with open(tmp_path / f"out.{fmt}.errors.jsonl", "a") as f:
+        f.write('{"source": "in.jsonl:16", "id"')
+    with pytest.raises(FileExistsError, match="--resume"):
+        annotate(ruler, src, out, output_format=fmt, buffer_size=7, progress=False)
+    stats = annotate(ruler, src, out, output_format=fmt, buffer_size=7, resume=True, progress=False)
+    assert stats.skipped == 14
+    assert out.read_text(encoding="utf8") == full.read_text(encoding="utf8")
+    assert (tmp_path / f"out.{fmt}.errors.jsonl").read_text() == (tmp_path / f"full.{fmt}.errors.jsonl").read_text()
+    again = annotate(ruler, src, out, output_format=fmt, resume=True, progress=False)  # nothing left to do
+    assert again.documents == 0 and again.skipped == 40
+
+
+def test_workers_give_the_same_output(ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(list(TEXTS.values()) * 5)])
+    annotate(ruler, src, tmp_path / "one.jsonl", buffer_size=3, progress=False)
+    annotate(ruler, src, tmp_path / "two.jsonl", buffer_size=3, n_process=2, progress=False)
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()
+
+
+def test_readers_yield_bad_records_without_stopping(tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<collection><document><id>A</id><passage><offset>0</offset><text>x</text></passage></document>"
+                   "<document><id>B</id><passage><offset>zero</offset><text>y</text></passage></document>"
+                   "<document><passage><offset>0</offset><text>z</text></passage></document><oops></collection>")
+    got = list(read_records(bad))
+    assert isinstance(got[0], Record) and got[0].id == "A"
+    assert [type(r) for r in got[1:]] == [BadRecord, BadRecord, BadRecord]
+    assert "not a number" in got[1].error and "without an <id>" in got[2].error and "invalid XML" in got[3].error
+    pubtator = tmp_path / "bad.pubtator"
+    pubtator.write_text("1|t|Title\n2|a|Other id in the same block\n\n3|t|Fine\n\n", encoding="utf8")
+    got = list(read_records(pubtator))
+    assert isinstance(got[0], BadRecord) and "blank line" in got[0].error and got[1].id == "3"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "spacy_bioner", "annotate", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_cli_one_line_errors(ruler, tmp_path):
+    res = run_cli(ruler, tmp_path / "missing.jsonl", tmp_path / "out.jsonl")
+    assert res.returncode == 1 and "no such file or folder" in res.stderr and "Traceback" not in res.stderr
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
+    res = run_cli(tmp_path / "nomodel", src, tmp_path / "out.jsonl")
+    assert res.returncode == 1 and "no such pipeline" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli(ruler, src, tmp_path / "out.jsonl", "--output-format", "csv")
+    assert res.returncode == 1 and "--output-format csv" in res.stderr
+    res = run_cli(ruler, src, tmp_path / "out.jsonl")
+    assert res.returncode == 0 and "1 documents annotated" in res.stdout
+    res = run_cli(ruler, src, tmp_path / "out.jsonl")
+    assert res.returncode == 1 and "--resume" in res.stderr
