@@ -249,3 +249,40 @@ def test_cli_one_line_errors(ruler, tmp_path):
     assert res.returncode == 0 and "1 documents annotated" in res.stdout
     res = run_cli(ruler, src, tmp_path / "out.jsonl")
     assert res.returncode == 1 and "--resume" in res.stderr
+
+
+def test_ray_backend_matches_local_and_resumes_by_shard(ruler, tmp_path):
+    pytest.importorskip("ray", reason="the ray backend is an optional extra: pip install 'spacy-bioner[ray]'")
+    records = [{"id": f"doc{i}", "text": f"Case {i}: BRCA1 and breast cancer." if i % 4 else ""} for i in range(10)]
+    src = write_jsonl(tmp_path / "in.jsonl", records + [{"id": "x"}])
+    annotate(ruler, src, tmp_path / "local.jsonl", progress=False)
+    out = tmp_path / "ray.jsonl"
+    stats = annotate(ruler, src, out, backend="ray", shard_size=3, progress=False)
+    assert out.read_text() == (tmp_path / "local.jsonl").read_text()
+    assert sorted(read_jsonl(tmp_path / "ray.jsonl.errors.jsonl"), key=lambda e: e["source"]) == \
+        sorted(read_jsonl(tmp_path / "local.jsonl.errors.jsonl"), key=lambda e: e["source"])
+    assert stats.documents == 7 and stats.errors == 4
+    shards = tmp_path / "ray.jsonl.shards"
+    assert len(list(shards.glob("output-*.jsonl"))) == 4
+    (shards / "output-00002.jsonl").unlink()  # a shard the killed job never finished
+    out.unlink()
+    before = (shards / "output-00000.jsonl").stat().st_mtime_ns
+    annotate(ruler, src, out, backend="ray", shard_size=3, resume=True, progress=False)
+    assert out.read_text() == (tmp_path / "local.jsonl").read_text()
+    assert (shards / "output-00000.jsonl").stat().st_mtime_ns == before  # finished shards are not redone
+
+
+def test_ray_backend_without_ray_says_how_to_install(ruler, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
+    with pytest.raises(ImportError, match=r"pip install \"spacy-bioner\[ray\]\""):
+        annotate(ruler, src, tmp_path / "out.jsonl", backend="ray", progress=False)

@@ -174,7 +174,9 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
              output_format: str = "jsonl", id_field: str = "id", text_field: str = "text", resume: bool = False,
              errors: Optional[Path] = None, batch_size: int = 64, buffer_size: int = 1024, n_process: int = 1,
              gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False, max_chars: int = 1_000_000,
-             progress: bool = True, on_buffer: Optional[Callable[[AnnotateStats], None]] = None) -> AnnotateStats:
+             progress: bool = True, on_buffer: Optional[Callable[[AnnotateStats], None]] = None,
+             backend: str = "local", address: Optional[str] = None, gpus_per_actor: float = 0.0,
+             shard_size: int = 2000) -> AnnotateStats:
     """Annotate every record of INPUT with a trained pipeline, streaming, into OUTPUT.
 
     model (Union[str, Path]): pipeline folder or installed package.
@@ -190,12 +192,17 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
     length_buckets (float): see :mod:`spacy_bioner.models.buckets`. int8 (bool): int8 CPU inference.
     max_chars (int): longer documents go to the error file.
     progress (bool): show a progress bar. on_buffer: called with the running stats after each buffer.
+    backend (str): ``local`` (this machine, streaming) or ``ray`` (Ray Data, sharded; see
+        :mod:`.ray_backend`; ``n_process`` actors). address (Optional[str]): Ray cluster address.
+    gpus_per_actor (float): GPUs per Ray actor. shard_size (int): records per Ray shard.
     RETURNS (AnnotateStats): counts, seconds, words/s, peak RSS.
     """
     from tqdm import tqdm
 
-    if n_process > 1 and gpu_id >= 0:
+    if n_process > 1 and gpu_id >= 0 and backend == "local":
         raise ValueError("--n-process > 1 is for CPU; on a GPU use one process and a larger --batch-size")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"--backend {backend}: choose local or ray")
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"--output-format {output_format}: choose one of {', '.join(OUTPUT_FORMATS)}")
     if batch_size < 1 or buffer_size < 1 or n_process < 1:
@@ -207,6 +214,13 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
         for path in (output, errors):
             if path.exists() and path.stat().st_size:
                 raise FileExistsError(f"{path} exists: pass --resume to continue the job, or choose a new OUTPUT")
+    if backend == "ray":
+        if gpus_per_actor:
+            settings["gpu_id"] = 0  # Ray gives each actor its own GPU(s), visible as device 0
+        return _annotate_on_ray(model, input_path, output, settings=settings, fmt=fmt, output_format=output_format,
+                                id_field=id_field, text_field=text_field, errors=errors, resume=resume,
+                                batch_size=batch_size, shard_size=shard_size, actors=n_process,
+                                gpus_per_actor=gpus_per_actor, address=address)
     runner = _Runner(model, settings, n_process=n_process, batch_size=batch_size)
     writer = Writer(output, output_format, resume=resume)
     done = set(writer.done)
@@ -255,6 +269,16 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
     stats.seconds = time.perf_counter() - start
     stats.peak_rss_mib = _peak_rss_mib()
     return stats
+
+
+def _annotate_on_ray(model: Union[str, Path], input_path: Path, output: Path, **kwargs: Any) -> AnnotateStats:
+    from .ray_backend import annotate_ray, require_ray
+
+    require_ray()
+    start = time.perf_counter()
+    counts = annotate_ray(model, input_path, output, **kwargs)
+    return AnnotateStats(documents=counts["documents"], entities=counts["entities"], errors=counts["errors"],
+                         words=counts["words"], seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
 
 
 class _Runner:

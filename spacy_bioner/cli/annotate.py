@@ -28,6 +28,10 @@ def annotate_cli(
     length_buckets: float = typer.Option(0.8, "--length-buckets", help="Sub-batch by length (0 = off)"),
     int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU)"),
     max_chars: int = typer.Option(1_000_000, "--max-chars", help="Longer documents go to the error file"),
+    backend: str = typer.Option("local", "--backend", help="local (this machine) or ray (Ray Data, sharded)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", help="Ray: GPUs per actor"),
+    shard_size: int = typer.Option(2000, "--shard-size", help="Ray: records per shard (the resume unit)"),
 ) -> None:
     """Annotate every document of INPUT; entities with character offsets into the original text."""
     from ..annotate.job import annotate, default_errors_path
@@ -37,8 +41,9 @@ def annotate_cli(
             stats = annotate(model, input_path, output, fmt=fmt, output_format=output_format, id_field=id_field,
                              text_field=text_field, resume=resume, errors=errors, batch_size=batch_size,
                              buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id,
-                             length_buckets=length_buckets, int8=int8, max_chars=max_chars)
-        except (ValueError, FileExistsError) as err:
+                             length_buckets=length_buckets, int8=int8, max_chars=max_chars, backend=backend,
+                             address=address, gpus_per_actor=gpus_per_actor, shard_size=shard_size)
+        except (ValueError, FileExistsError, ImportError) as err:
             fail(str(err))
     msg.good(f"{stats.documents:,} documents annotated ({stats.entities:,} entities) in {stats.seconds:.1f}s: "
              f"{stats.docs_per_second:,.1f} docs/s, {stats.words_per_second:,.0f} words/s; peak RSS "

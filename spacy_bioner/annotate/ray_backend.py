@@ -1,0 +1,190 @@
+"""``annotate --backend ray``: the same job on Ray Data, resumable by shard.
+
+1. The driver streams INPUT once into shards of ``shard_size`` records
+   (``OUTPUT.shards/input-NNNNN.jsonl``; bad records go straight to the error
+   file) and writes ``manifest.json`` when every record is sharded.
+2. Ray Data runs ``map_batches`` over the shard list with an actor pool
+   (``ActorPoolStrategy``): each actor loads the pipeline once (one GPU per
+   actor when ``gpus_per_actor`` > 0), annotates a shard and writes
+   ``output-NNNNN.jsonl`` / ``errors-NNNNN.jsonl`` atomically (temporary file,
+   then rename). A shard whose output exists is never redone, so a killed job
+   resumes shard by shard.
+3. The driver concatenates the shard outputs in order into OUTPUT (in the
+   requested format) and the shard errors into the error file.
+
+Local Ray by default; ``address`` joins a cluster (``ray://host:10001`` or
+``auto``): the shard folder must then be on storage every node sees. Ray is an
+optional extra: ``pip install "spacy-bioner[ray]"``.
+"""
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+from ..types import AnnotatedRecord, BadRecord, Passage, Record
+from .formats import Writer, read_records
+
+RAY_HINT = 'the ray backend needs Ray: pip install "spacy-bioner[ray]" (or pip install "ray[data]")'
+
+
+def require_ray():
+    """Import Ray, or a one-line ImportError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(RAY_HINT) from None
+    return ray
+
+
+def shard_folder(output: Path) -> Path:
+    return output.with_name(output.name + ".shards")
+
+
+def record_to_json(record: Union[Record, AnnotatedRecord]) -> Dict[str, Any]:
+    out = {"id": record.id, "source": record.source,
+           "passages": [{"offset": p.offset, "text": p.text, "infons": p.infons} for p in record.passages]}
+    if isinstance(record, AnnotatedRecord):
+        out["entities"] = [list(e) for e in record.entities]
+    return out
+
+
+def record_from_json(obj: Dict[str, Any]) -> Union[Record, AnnotatedRecord]:
+    passages = [Passage(offset=p["offset"], text=p["text"], infons=p.get("infons") or {}) for p in obj["passages"]]
+    if "entities" in obj:
+        return AnnotatedRecord(id=obj["id"], source=obj["source"], passages=passages,
+                               entities=[tuple(e) for e in obj["entities"]])  # type: ignore[misc]
+    return Record(id=obj["id"], source=obj["source"], passages=passages)
+
+
+def write_atomic(path: Path, lines: List[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf8") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
+
+
+def make_shards(records: Iterator[Union[Record, BadRecord]], folder: Path, *, shard_size: int) -> List[str]:
+    """Write INPUT as shards (once: an existing manifest is reused) and return their names."""
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text(encoding="utf8"))["shards"]
+    folder.mkdir(parents=True, exist_ok=True)
+    names: List[str] = []
+    lines: List[str] = []
+    bad: List[str] = []
+
+    def flush() -> None:
+        name = f"{len(names):05d}"
+        write_atomic(folder / f"input-{name}.jsonl", lines)
+        write_atomic(folder / f"readerrors-{name}.jsonl", bad)
+        names.append(name)
+
+    for record in records:
+        if isinstance(record, BadRecord):
+            bad.append(json.dumps({"source": record.source, "id": record.id, "error": record.error},
+                                  ensure_ascii=False) + "\n")
+        else:
+            lines.append(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
+        if len(lines) + len(bad) >= shard_size:
+            flush()
+            lines, bad = [], []
+    if lines or bad or not names:
+        flush()
+    write_atomic(manifest, [json.dumps({"shards": names})])
+    return names
+
+
+class ShardAnnotator:
+    """A Ray actor: holds the pipeline, annotates whole shards."""
+
+    def __init__(self, model: str, settings: Dict[str, Any], folder: str, batch_size: int) -> None:
+        from .job import prepare_pipeline
+
+        self.nlp = prepare_pipeline(model, **settings)
+        self.folder, self.batch_size = Path(folder), batch_size
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        from .job import annotate_records
+
+        names = [str(n) for n in batch["shard"]]
+        words_out, docs_out = [], []
+        for name in names:
+            out_path = self.folder / f"output-{name}.jsonl"
+            if out_path.exists():  # done by an earlier (killed) run
+                words_out.append(0)
+                docs_out.append(0)
+                continue
+            text = (self.folder / f"input-{name}.jsonl").read_text(encoding="utf8")
+            records = [record_from_json(json.loads(line)) for line in text.splitlines() if line.strip()]
+            results, words = annotate_records(self.nlp, records, batch_size=self.batch_size) if records else ([], 0)
+            good = [json.dumps(record_to_json(r), ensure_ascii=False) + "\n"
+                    for r in results if isinstance(r, AnnotatedRecord)]
+            bad = [json.dumps({"source": r.source, "id": r.id, "error": r.error}, ensure_ascii=False) + "\n"
+                   for r in results if isinstance(r, BadRecord)]
+            write_atomic(self.folder / f"errors-{name}.jsonl", bad)
+            write_atomic(out_path, good)  # last: its existence marks the shard done
+            words_out.append(words)
+            docs_out.append(len(good))
+        return {"shard": names, "words": words_out, "documents": docs_out}
+
+
+def annotate_ray(model: Union[str, Path], input_path: Path, output: Path, *, settings: Dict[str, Any],
+                 fmt: Optional[str], output_format: str, id_field: str, text_field: str, errors: Path,
+                 resume: bool, batch_size: int, shard_size: int = 2000, actors: int = 1,
+                 gpus_per_actor: float = 0.0, address: Optional[str] = None) -> Dict[str, Any]:
+    """Annotate INPUT on Ray Data (see the module docs). RETURNS: counts for the caller's stats."""
+    ray = require_ray()
+    folder = shard_folder(output)
+    records = read_records(input_path, fmt=fmt, id_field=id_field, text_field=text_field,
+                           max_chars=settings.get("max_chars", 1_000_000))
+    if not resume and folder.exists():
+        for stale in folder.iterdir():
+            stale.unlink()
+    names = make_shards(records, folder, shard_size=shard_size)
+    todo = [n for n in names if not (folder / f"output-{n}.jsonl").exists()]
+    words = 0
+    if todo:
+        started = False
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     ignore_reinit_error=True, **({} if address else {"num_cpus": max(actors, 1)}))
+            started = True
+        try:
+            from ray.data import ActorPoolStrategy
+
+            ds = ray.data.from_items([{"shard": n} for n in todo])
+            done = ds.map_batches(ShardAnnotator, batch_size=1, compute=ActorPoolStrategy(size=actors),
+                                  fn_constructor_kwargs={"model": str(model), "settings": settings,
+                                                         "folder": str(folder.resolve()), "batch_size": batch_size},
+                                  num_gpus=gpus_per_actor or None, num_cpus=1)
+            for row in done.iter_rows():
+                words += int(row["words"])
+        finally:
+            if started:
+                ray.shutdown()
+    # Merge: OUTPUT and the error file are rebuilt from the shards, in input order.
+    n_docs = n_entities = n_errors = 0
+    for path in (output, errors):
+        if path.exists():
+            path.unlink()
+    writer = Writer(output, output_format, resume=False)
+    try:
+        with open(errors, "w", encoding="utf8") as err_file:
+            for name in names:
+                for kind in ("readerrors", "errors"):
+                    shard_errors = folder / f"{kind}-{name}.jsonl"
+                    if shard_errors.exists():
+                        text = shard_errors.read_text(encoding="utf8")
+                        err_file.write(text)
+                        n_errors += text.count("\n")
+                for line in (folder / f"output-{name}.jsonl").read_text(encoding="utf8").splitlines():
+                    if line.strip():
+                        record = record_from_json(json.loads(line))
+                        writer.write(record)  # type: ignore[arg-type]
+                        n_docs += 1
+                        n_entities += len(record.entities)  # type: ignore[union-attr]
+    finally:
+        writer.close()
+    return {"documents": n_docs, "entities": n_entities, "errors": n_errors, "words": words,
+            "shards": len(names), "shards_run": len(todo)}
