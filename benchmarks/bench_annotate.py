@@ -14,7 +14,14 @@ document, detokenised as running text), same backbone weights:
 words/s divides spaCy tokens (the same count for every system) by the seconds
 spent annotating (model loading excluded). Prints a Markdown table, writes JSON.
 
+``--scale N`` instead builds N PubMed-sized documents (title + ~10 sentences,
+~250 words, sampled with a seed from the shared corpora's train/dev/test
+sentences, plus one bad record per 1,000: invalid JSON, empty or non-string
+text) as gzipped JSONL and runs the whole ``annotate`` job over it: docs/s,
+words/s, peak RSS and the error-file count.
+
     python benchmarks/bench_annotate.py --model training/demo/model-best
+    python benchmarks/bench_annotate.py --model training/t2v/model-best --scale 100000 --n-process 2
 """
 import argparse
 import json
@@ -50,6 +57,74 @@ def test_texts(corpus: Path, limit: int) -> List[str]:
             if text:
                 texts.append(text)
     return texts[:limit] if limit else texts
+
+
+def corpus_sentences(root: Path, limit_per_file: int = 60000) -> List[str]:
+    """Running text of the sentences of every IOB corpus under ``root`` (word columns joined by spaces)."""
+    out: List[str] = []
+    for path in sorted(root.glob("*/*.tsv")):
+        words: List[str] = []
+        n = 0
+        with open(path, encoding="utf8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("-DOCSTART-"):
+                    if words:
+                        out.append(" ".join(words))
+                        words, n = [], n + 1
+                        if n >= limit_per_file:
+                            break
+                    continue
+                words.append(line.split()[0])
+        if words:
+            out.append(" ".join(words))
+    return out
+
+
+def build_scale_input(path: Path, n_docs: int, *, seed: int = 0) -> Dict[str, int]:
+    """N PubMed-sized JSONL documents (gzipped) with one bad record per 1,000."""
+    import gzip
+    import random
+
+    rng = random.Random(seed)
+    pool = [s for s in corpus_sentences(DEFAULT_CORPUS.parent) if 3 <= len(s.split()) <= 80]
+    bad = 0
+    with gzip.open(path, "wt", encoding="utf8") as f:
+        for i in range(n_docs):
+            if i % 1000 == 999:
+                f.write(["{broken json\n", json.dumps({"id": f"PM{i}", "text": ""}) + "\n",
+                         json.dumps({"id": f"PM{i}", "text": None}) + "\n"][bad % 3])
+                bad += 1
+                continue
+            title = rng.choice(pool)
+            body = " ".join(rng.choice(pool) for _ in range(rng.randint(7, 12)))
+            f.write(json.dumps({"id": f"PM{i}", "text": f"{title}\n{body}"}) + "\n")
+    return {"documents": n_docs, "bad_records": bad, "sentence_pool": len(pool)}
+
+
+def run_scale(args) -> None:
+    from spacy_bioner.annotate.job import annotate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = tmp / "pubmed_like.jsonl.gz"
+        start = time.perf_counter()
+        built = build_scale_input(src, args.scale)
+        print(f"built {args.scale:,} documents ({built['bad_records']} bad records) in "
+              f"{time.perf_counter() - start:.0f}s, {src.stat().st_size / 2**20:.0f} MiB gzipped")
+        stats = annotate(args.model, src, tmp / "out.jsonl", n_process=max(args.n_process, 1),
+                         int8=args.int8, batch_size=BATCH, progress=True)
+        out_lines = sum(1 for _ in open(tmp / "out.jsonl", encoding="utf8"))
+        err_lines = sum(1 for _ in open(tmp / "out.jsonl.errors.jsonl", encoding="utf8"))
+    result = {"model": str(args.model), **built, **stats.to_dict(), "output_lines": out_lines,
+              "error_lines": err_lines, "n_process": max(args.n_process, 1), "int8": args.int8}
+    print("\n| documents | words | entities | seconds | docs/s | words/s | peak RSS (MiB) | error file |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {stats.documents:,} | {stats.words:,} | {stats.entities:,} | {stats.seconds:,.0f} | "
+          f"{stats.docs_per_second:,.1f} | {stats.words_per_second:,.0f} | {stats.peak_rss_mib:,.0f} | {err_lines} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def count_words(texts: List[str]) -> int:
@@ -106,6 +181,8 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--limit", type=int, default=0, help="first N test sentences (0: all)")
     parser.add_argument("--n-process", type=int, default=0, help="also annotate with this many processes")
+    parser.add_argument("--scale", type=int, default=0, help="annotate this many PubMed-sized documents instead")
+    parser.add_argument("--int8", action="store_true", help="--scale: annotate with --int8")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--hf-system", choices=["pipeline", "forward"], help=argparse.SUPPRESS)
     parser.add_argument("--texts", help=argparse.SUPPRESS)
@@ -115,6 +192,9 @@ def main() -> None:
         return
     if args.model is None or not args.model.exists():
         sys.exit("--model: give a trained spacy-bioner pipeline folder (e.g. training/demo/model-best)")
+    if args.scale:
+        run_scale(args)
+        return
     texts = test_texts(args.corpus, args.limit)
     words = count_words(texts)
     rows = []
