@@ -61,7 +61,7 @@ from .heads import POOLING_MODES, subword_pooling
 DEFAULT_WINDOW = 1024
 DEFAULT_STRIDE = 768
 #: Prediction: padded subwords per forward call (windows are sorted by length, then grouped).
-DEFAULT_MAX_BATCH_ITEMS = 16384
+DEFAULT_MAX_BATCH_ITEMS = 4096
 #: Words whose pieces are remembered (cleared when full).
 CACHE_SIZE = 200_000
 ARCHITECTURE = "spacy_bioner.DecoderTagger.v1"
@@ -186,12 +186,12 @@ def doc_pieces(doc: Doc, tokenizer: Any, *, cache: Optional[PieceCache] = None,
 
 def reverse_words(ids: numpy.ndarray, lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """The same pieces with the words in reverse order (each word's pieces keep their order)."""
-    if not len(lengths):
-        return ids, lengths
+    lengths = numpy.asarray(lengths, dtype="int64")
     starts = numpy.cumsum(lengths) - lengths
-    order = numpy.concatenate([numpy.arange(s, s + n) for s, n in zip(starts[::-1], lengths[::-1])]) \
-        if len(ids) else numpy.zeros((0,), dtype="int64")
-    return ids[order], lengths[::-1].copy()
+    rev_lengths, rev_starts = lengths[::-1], starts[::-1]
+    within = numpy.arange(len(ids), dtype="int64") - numpy.repeat(numpy.cumsum(rev_lengths) - rev_lengths, rev_lengths)
+    order = numpy.repeat(rev_starts, rev_lengths) + within
+    return ids[order], rev_lengths.astype("int32")
 
 
 # ---------------------------------------------------------------------- the model
