@@ -188,6 +188,15 @@ def test_empty_and_whitespace_docs(tiny, vocab):
     backprop([v + 1 for v in vectors])
 
 
+def test_a_word_longer_than_the_window_still_gets_a_vector(tiny, vocab):
+    doc = Doc(vocab, words=["BRCA1", "x" * 400 + "ñ" * 100, "cancer", "."])
+    model = make_decoder(tiny, [doc], window=16, stride=8)
+    _, lengths = doc_pieces(doc, model.layers[0].shims[0]._hfmodel.tokenizer, max_pieces=16)
+    assert lengths[1] == 16  # its first 15 pieces and its last
+    vectors = model.predict([doc])[0]
+    assert vectors.shape == (4, 32) and numpy.abs(vectors).sum(axis=1).min() > 0
+
+
 @pytest.mark.parametrize("pooling", ["first", "mean"])
 def test_other_poolings(tiny, vocab, pooling):
     doc = Doc(vocab, words=["BRCA1", "cause", "hereditary", "."])
