@@ -34,6 +34,17 @@ def long_doc(vocab, n, seed=0):
     return Doc(vocab, words=[rng.choice(WORDS) for _ in range(n)], spaces=[rng.random() < 0.8 for _ in range(n)])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run as fast on one thread (and do not fight other processes for the cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def vocab():
     return spacy.blank("en").vocab
@@ -263,17 +274,6 @@ def test_loss_falls_and_save_load_needs_no_backbone(tiny, train_file, tmp_path, 
     assert reloaded.get_pipe("bioner_tagger").model.get_ref("tok2vec").attrs["window"] == 1024
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread (and do not fight other processes for cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def next_word_is_disease(vocab, n, seed):
     """Sentences where a word is an entity iff the NEXT word is "disease" (never two in a row)."""
     rng = random.Random(seed)
@@ -315,7 +315,7 @@ def synthetic_f1(tiny, train_file, bidirectional, steps=240):
     return nlp.evaluate(test)["ents_f"]
 
 
-def test_bidirectional_mode_sees_the_next_word(tiny, train_file, one_thread):
+def test_bidirectional_mode_sees_the_next_word(tiny, train_file):
     forward = synthetic_f1(tiny, train_file, bidirectional=False)
     both = synthetic_f1(tiny, train_file, bidirectional=True)
     assert forward < 0.5, forward  # a causal pass cannot know the next word: chance level
