@@ -90,9 +90,12 @@ def make_tagger_nlp(tiny, train_file, family="bert", **overrides):
 def test_head_switch_builds_a_tagger_pipeline(tiny, train_file):
     nlp, examples = make_tagger_nlp(tiny, train_file)
     assert nlp.pipe_names == ["transformer", "bioner_tagger", "doc_cleaner"]
-    config = build_config(BASE, backbone="gpt2", head="tagger")
+    config = build_config(BASE, backbone="roberta-base", head="tagger")
     assert "ner" not in config["components"] and config["components"]["bioner_tagger"]["factory"] == "bioner_tagger"
-    assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 1024  # backbone kept
+    assert config["components"]["transformer"]["model"]["tokenizer_config"]["add_prefix_space"]  # backbone kept
+    decoder = build_config(BASE, backbone="gpt2", head="tagger")  # a decoder becomes the tagger's own tok2vec
+    assert decoder["nlp"]["pipeline"] == ["bioner_tagger", "doc_cleaner"] and "transformer" not in decoder["components"]
+    assert decoder["components"]["bioner_tagger"]["model"]["tok2vec"]["window"] == 1024
     back = build_config(BASE, head="ner")
     assert back["nlp"]["pipeline"] == ["transformer", "ner", "doc_cleaner"] and "bioner_tagger" not in back["components"]
 

@@ -20,6 +20,7 @@ from .conftest import PROJECT
 BASE = PROJECT / "configs" / "transformer.cfg"
 BACKBONES = sorted((PROJECT / "configs" / "backbones").glob("*.cfg"))
 FAMILY = {"roberta-base": "roberta", "gpt2": "gpt2", "deberta-v3-base": "deberta"}  # the rest are WordPiece BERTs
+DECODERS = {"gpt2"}  # backbone files whose architecture is spacy_bioner.DecoderTagger.v1
 def make_nlp(tiny, train_file, backbone=None, family="bert", **overrides):
     config, _ = fit_schedule(build_config(BASE, backbone=backbone, overrides={
         "paths.backbone": str(tiny[family]), "paths.train": str(train_file), "paths.dev": str(train_file),
@@ -35,10 +36,16 @@ def test_every_backbone_config_initialises(tiny, train_file, backbone):
     family = FAMILY.get(backbone.stem, "bert")
     nlp, examples = make_nlp(tiny, train_file, backbone, family)
     nlp.initialize(lambda: examples)
-    assert nlp.pipe_names == ["transformer", "ner", "doc_cleaner"]
     assert set(nlp.get_pipe("ner").labels) == {"Gene", "Disease"}
     doc = nlp(Doc(nlp.vocab, words=["BRCA1", "mutations", "cause", "cancer", "."]))
     assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+    if backbone.stem in DECODERS:  # a causal decoder is the head's own tok2vec (spacy_bioner.DecoderTagger.v1)
+        from spacy_bioner.models.decoder import decoder_modules
+
+        assert nlp.pipe_names == ["ner", "doc_cleaner"]
+        assert decoder_modules(nlp.get_pipe("ner").model)[0].config.hidden_size == 32
+        return
+    assert nlp.pipe_names == ["transformer", "ner", "doc_cleaner"]
     assert doc._.trf_data is None  # dropped by doc_cleaner once entities are set
     with nlp.select_pipes(disable=["doc_cleaner"]):
         doc = nlp(Doc(nlp.vocab, words=["BRCA1", "mutations", "cause", "cancer", "."]))
@@ -56,12 +63,17 @@ def test_tok2vec_baseline_config_initialises(train_file):
 
 
 def test_backbone_overrides_merge_over_base():
-    config = build_config(BASE, backbone=PROJECT / "configs" / "backbones" / "gpt2.cfg",
+    config = build_config(BASE, backbone=PROJECT / "configs" / "backbones" / "roberta-base.cfg",
                           overrides={"training.max_steps": 300})
-    assert config["paths"]["backbone"] == "openai-community/gpt2"
-    assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 1024
+    assert config["paths"]["backbone"] == "FacebookAI/roberta-base"
+    assert config["components"]["transformer"]["model"]["tokenizer_config"]["add_prefix_space"] is True
+    assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 512  # from the base
     assert config["components"]["transformer"]["model"]["get_spans"]["@span_getters"] == "spacy_bioner.subword_windows.v1"
     assert config["components"]["ner"]["factory"] == "ner"  # untouched base
+    gpt2 = build_config(BASE, backbone=PROJECT / "configs" / "backbones" / "gpt2.cfg")
+    assert gpt2["paths"]["backbone"] == "openai-community/gpt2"  # a decoder: inlined into the head
+    assert gpt2["components"]["ner"]["model"]["tok2vec"]["@architectures"] == "spacy_bioner.DecoderTagger.v1"
+    assert gpt2["components"]["ner"]["model"]["tok2vec"]["window"] == 1024 and "transformer" not in gpt2["components"]
     config, plan = fit_schedule(config, need_corpus=False)  # no paths.train: nothing to count, steps suffice
     assert config["training"]["optimizer"]["learn_rate"]["total_steps"] == 300  # follows max_steps
     assert plan.source == "training.max_steps"

@@ -1,1 +1,2 @@
-"""Models: the transformer architecture, subword-window span getters, backbone resolution."""
+"""Models: the transformer architecture, subword-window span getters, backbone resolution, token-classification
+heads and the causal-decoder token vectors (``DecoderTagger.v1``)."""

@@ -18,6 +18,10 @@ BACKBONE_DIR = CONFIG_DIR / "backbones"
 HEAD_DIR = CONFIG_DIR / "heads"
 #: Head name → the pipeline component it adds (the one it replaces must be one of these).
 HEADS = {"ner": "ner", "tagger": "bioner_tagger"}
+#: Architectures that read the Docs themselves (causal decoders): a backbone file puts one in
+#: ``[components.transformer.model]`` and :func:`inline_decoder` moves it into the head.
+DECODER_ARCHITECTURES = ("spacy_bioner.DecoderTagger.v1",)
+LISTENER_PREFIX = "spacy-transformers.TransformerListener"
 
 
 def packaged_configs() -> Dict[str, List[Path]]:
@@ -74,6 +78,7 @@ def build_config(
         config = config.merge(Config().from_disk(resolve_config_path(backbone, kind="backbone"), interpolate=False))
     if head is not None:
         config = swap_head(config, Config().from_disk(resolve_config_path(head, kind="head"), interpolate=False))
+    config = inline_decoder(config)
     overrides = dict(overrides or {})
     if overrides:
         config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
@@ -97,6 +102,41 @@ def swap_head(config: Config, head: Config) -> Config:
         pipeline = [name for name in config["nlp"]["pipeline"] if name not in HEADS.values()]
         merged["nlp"]["pipeline"] = pipeline[:1] + new + pipeline[1:]
     return merged
+
+
+def inline_decoder(config: Config) -> Config:
+    """Move a decoder backbone from the ``transformer`` component into the head that listened to it.
+
+    A decoder backbone file (``gpt2.cfg``) sets ``[components.transformer.model]``
+    to a decoder architecture (``spacy_bioner.DecoderTagger.v1``). A causal model
+    cannot feed listeners (each word must take its vector from the one window
+    with the most left context), so the block becomes the ``tok2vec`` of every
+    component whose ``tok2vec`` was a ``TransformerListener`` (``bioner_tagger``
+    or ``ner``), and the ``transformer`` component leaves the pipeline. Any other
+    config is returned unchanged.
+
+    config (Config): a merged config (base + backbone + head).
+    RETURNS (Config): a new config when something moved, else ``config``.
+    """
+    block = config.get("components", {}).get("transformer", {}).get("model", {})
+    if block.get("@architectures") not in DECODER_ARCHITECTURES:
+        return config
+    from ..models import decoder  # noqa: F401  (registers the architecture, whatever the installed entry points)
+
+    config = Config(config).copy()
+    components = config["components"]
+    block = components.pop("transformer")["model"]
+    pipeline = [name for name in config["nlp"]["pipeline"] if name != "transformer"]
+    listeners = [name for name in pipeline
+                 if str(components.get(name, {}).get("model", {}).get("tok2vec", {}).get("@architectures", ""))
+                 .startswith(LISTENER_PREFIX)]
+    if not listeners:
+        raise ValueError(f"the decoder backbone ({block['@architectures']}) needs an entity head that listened to "
+                         f"the transformer (--head tagger or --head ner); pipeline: {pipeline}")
+    for name in listeners:
+        components[name]["model"]["tok2vec"] = Config(block).copy()
+    config["nlp"]["pipeline"] = pipeline
+    return config
 
 
 @dataclass

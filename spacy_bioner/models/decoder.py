@@ -1,0 +1,530 @@
+"""Causal decoders as token vectors: ``spacy_bioner.DecoderTagger.v1``.
+
+GPT-2, and other causal language models that ``transformers``' ``AutoModel``
+loads, give the token vectors of an entity head (``bioner_tagger``'s
+``spacy_bioner.TokenClassifier.v1``, or spaCy's ``ner``). The layer reads the
+Docs itself (no ``transformer`` component, no listener), because what a causal
+model needs differs from an encoder at every step:
+
+* **Alignment, one word → its own pieces.** Each spaCy token is tokenized on its
+  own, so no piece ever spans two words. A word gets GPT-2's leading space (``Ġ``)
+  when whitespace precedes it in the Doc, and the Doc's first word always does
+  (GPT-2's ``add_prefix_space`` convention: it is then tokenized like any word
+  inside a sentence); a word glued to the previous one (``breast-cancer``,
+  ``cancer.``) gets none, as GPT-2 saw it in running text. A word's pieces are
+  therefore the same in every window. Whitespace tokens get no pieces (a zero
+  vector). Text that spells a special token (``<|endoftext|>``) is tokenized as
+  ordinary characters, never as the special id.
+* **Padding.** GPT-2 has no pad token: the end-of-text token pads, on the
+  **right** (left padding shifts GPT-2's absolute positions), and attention
+  masks are built from the sequence lengths, never from ``input_ids == pad``,
+  so padding can never be confused with text.
+* **Word vector from the last subword** by default (``pooling``: the modes of
+  ``spacy_bioner.subword_pooling.v1``): in a causal model only the last piece has
+  seen the whole word.
+* **Long documents** are read left to right in windows of at most ``window``
+  subwords (clamped to the model's positions, 1,024 for GPT-2), cut at word
+  boundaries, the next window starting so that up to ``window - stride``
+  subwords before its first new word are kept as left context. Each word takes
+  its vector from exactly one window: the one that gives it the most left
+  context, which for left-to-right windows is the earliest window that contains
+  the whole word (:func:`plan_windows`). Overlapping windows are never averaged
+  (right for an encoder; wrong for a causal model, whose later windows have seen
+  less of the text).
+* **Bidirectional mode** (``bidirectional = true``): a second pass over the Doc's
+  words in reverse order (each word's own pieces kept in order), whose
+  last-subword vectors are concatenated to the forward ones, so a word also sees
+  its right context (output width 2 × hidden). With ``shared_weights = false``
+  (the default) the backward pass has its own copy of the weights, initialised
+  from the same checkpoint: twice the parameters and optimizer memory, but each
+  direction specialises (as ELMo's two LSTMs). ``shared_weights = true`` runs
+  both directions through one model in one batch: no extra memory.
+
+The Hugging Face module(s) are wrapped with spacy-transformers' ``HFShim``, so a
+saved pipeline carries the model config, tokenizer and weights, and reloads with
+no hub access and without the original backbone folder. :func:`decoder_modules`
+gives the torch modules (e.g. to hook ``get_input_embeddings()``).
+"""
+from bisect import bisect_left
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model
+from thinc.types import Floats2d, Ragged
+
+from .backbones import resolve_backbone
+from .heads import POOLING_MODES, subword_pooling
+
+#: GPT-2's positions; the window is clamped to the loaded model's own limit.
+DEFAULT_WINDOW = 1024
+DEFAULT_STRIDE = 768
+#: Prediction: padded subwords per forward call (windows are sorted by length, then grouped).
+DEFAULT_MAX_BATCH_ITEMS = 4096
+#: Words whose pieces are remembered (cleared when full).
+CACHE_SIZE = 200_000
+ARCHITECTURE = "spacy_bioner.DecoderTagger.v1"
+
+
+class Window(NamedTuple):
+    """One window over a Doc's words.
+
+    start (int): first word in the window (its left context starts there).
+    first (int): first word that takes its vector from this window.
+    end (int): one past the last word in the window; words ``first`` … ``end - 1``
+        take their vectors from it.
+    """
+
+    start: int
+    first: int
+    end: int
+
+
+def plan_windows(lengths: Sequence[int], *, window: int, stride: int) -> List[Window]:
+    """Left-to-right windows over a Doc's words, each word assigned to one window.
+
+    Windows are cut at word boundaries and hold at most ``window`` subwords. A
+    window takes words until the next one does not fit; the next window starts at
+    the earliest word that keeps at most ``window - stride`` subwords before its
+    first new word (and leaves room for that word). Window starts strictly
+    increase, so the earliest window holding a whole word gives it the most left
+    context: that is the window it is assigned to.
+
+    lengths (Sequence[int]): subwords per word (each at most ``window``; 0 for
+        whitespace).
+    window (int): subwords per window.
+    stride (int): subwords between window starts (1 … ``window``).
+    RETURNS (List[Window]): windows in order; every word is in exactly one
+        ``[first, end)`` range. An empty Doc has none.
+    """
+    if window < 1 or not 0 < stride <= window:
+        raise ValueError(f"decoder windows: need 0 < stride <= window, got window {window}, stride {stride}")
+    n = len(lengths)
+    offsets = [0]
+    for length in lengths:
+        if length > window:
+            raise ValueError(f"decoder windows: a word of {length} subwords does not fit a window of {window}")
+        offsets.append(offsets[-1] + int(length))
+    overlap = window - stride
+    windows: List[Window] = []
+    start = first = 0
+    while first < n:
+        end = first
+        while end < n and offsets[end + 1] - offsets[start] <= window:
+            end += 1
+        windows.append(Window(start, first, end))
+        if end >= n:
+            break
+        first = end
+        floor = max(offsets[first] - overlap, offsets[first + 1] - window)
+        start = bisect_left(offsets, floor, 0, first + 1)
+    return windows
+
+
+def word_texts(doc: Doc) -> List[Optional[str]]:
+    """The text each word is tokenized as; ``None`` for whitespace tokens (no pieces).
+
+    A word gets a leading space when whitespace precedes it in the Doc, and the
+    first word always does (GPT-2's ``add_prefix_space``).
+    """
+    out: List[Optional[str]] = []
+    space_before = True
+    for token in doc:
+        if token.is_space:
+            out.append(None)
+            space_before = True
+        else:
+            out.append((" " if space_before else "") + token.text)
+            space_before = bool(token.whitespace_)
+    return out
+
+
+class PieceCache:
+    """Subword ids of word texts, for one tokenizer (not serialised: rebuilt on use)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.tokenizer_id: Optional[int] = None
+        self.table: Dict[str, Tuple[int, ...]] = {}
+
+    def pieces(self, tokenizer: Any, texts: Sequence[str]) -> List[Tuple[int, ...]]:
+        """The ids of each text, tokenized alone, special-token spellings as plain text."""
+        if self.tokenizer_id != id(tokenizer):
+            self.tokenizer_id, self.table = id(tokenizer), {}
+        missing = sorted({t for t in texts if t not in self.table})
+        if missing:
+            if len(self.table) + len(missing) > self.size:
+                self.table = {}
+            ids = tokenizer(missing, add_special_tokens=False, split_special_tokens=True,
+                            return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            self.table.update(zip(missing, map(tuple, ids)))
+        return [self.table[t] for t in texts]
+
+
+def doc_pieces(doc: Doc, tokenizer: Any, *, cache: Optional[PieceCache] = None,
+               max_pieces: Optional[int] = None) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """A Doc's subword ids, word by word: ``(ids, lengths)``, ``lengths`` one per token.
+
+    doc (Doc): the words.
+    tokenizer (Any): a Hugging Face tokenizer.
+    cache (Optional[PieceCache]): remembers words already tokenized.
+    max_pieces (Optional[int]): a word with more pieces keeps its first
+        ``max_pieces - 1`` and its last (it must fit a window).
+    RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): int64 ids, int32 lengths.
+    """
+    texts = word_texts(doc)
+    real = [t for t in texts if t is not None]
+    found = iter((cache or PieceCache()).pieces(tokenizer, real) if real else [])
+    per_word = [() if t is None else next(found) for t in texts]
+    if max_pieces is not None:
+        per_word = [p if len(p) <= max_pieces else p[:max_pieces - 1] + p[-1:] for p in per_word]
+    lengths = numpy.asarray([len(p) for p in per_word], dtype="int32")
+    ids = numpy.fromiter((i for p in per_word for i in p), dtype="int64", count=int(lengths.sum()))
+    return ids, lengths
+
+
+def reverse_words(ids: numpy.ndarray, lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The same pieces with the words in reverse order (each word's pieces keep their order)."""
+    lengths = numpy.asarray(lengths, dtype="int64")
+    starts = numpy.cumsum(lengths) - lengths
+    rev_lengths, rev_starts = lengths[::-1], starts[::-1]
+    within = numpy.arange(len(ids), dtype="int64") - numpy.repeat(numpy.cumsum(rev_lengths) - rev_lengths, rev_lengths)
+    order = numpy.repeat(rev_starts, rev_lengths) + within
+    return ids[order], rev_lengths.astype("int32")
+
+
+# ---------------------------------------------------------------------- the model
+def decoder_tagger(
+    name: str,
+    *,
+    window: int = DEFAULT_WINDOW,
+    stride: int = DEFAULT_STRIDE,
+    pooling: str = "last",
+    bidirectional: bool = False,
+    shared_weights: bool = False,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+    torch_optimizer: bool = True,
+    gradient_checkpointing: bool = False,
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+) -> Model[List[Doc], List[Floats2d]]:
+    """A causal LM as a token-vector layer: one vector per spaCy token (module docstring).
+
+    name (str): hub name or local folder of the backbone (resolved offline first at initialisation).
+    window (int): subwords per window (clamped to the model's positions).
+    stride (int): subwords between window starts; ``window - stride`` is the left context kept.
+    pooling (str): ``last`` (default), ``first`` or ``mean`` subword of each word.
+    bidirectional (bool): add a pass over the reversed word order (output 2 × hidden).
+    shared_weights (bool): both directions through one model (else the backward pass has its own copy).
+    tokenizer_config (Optional[dict]): passed to ``AutoTokenizer.from_pretrained``.
+    transformer_config (Optional[dict]): passed to ``AutoConfig.from_pretrained``.
+    mixed_precision (bool): autocast the forward pass (GPU).
+    grad_scaler_config (Optional[dict]): PyTorch gradient scaler settings.
+    torch_optimizer (bool): one torch AdamW step for the decoder's weights (as ``TransformerModel.v2``).
+    gradient_checkpointing (bool): recompute activations in the backward pass (less memory).
+    max_batch_items (int): prediction only: padded subwords per forward call.
+    """
+    from spacy_transformers.data_classes import HFObjects
+    from spacy_transformers.layers.hf_wrapper import HFWrapper
+
+    if pooling not in POOLING_MODES:
+        raise ValueError(f"{ARCHITECTURE}: unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+    if window < 1 or not 0 < stride <= window:
+        raise ValueError(f"{ARCHITECTURE}: need 0 < stride <= window, got window {window}, stride {stride}")
+    tok_cfg = {"use_fast": True, **dict(tokenizer_config or {})}
+    trf_cfg = dict(transformer_config or {})
+    n_encoders = 2 if bidirectional and not shared_weights else 1
+    encoders = [HFWrapper(HFObjects(None, None, None, dict(tok_cfg), dict(trf_cfg)), convert_inputs=_convert_inputs,
+                          convert_outputs=_convert_outputs, mixed_precision=mixed_precision,
+                          grad_scaler_config=dict(grad_scaler_config or {}))
+                for _ in range(n_encoders)]
+    pool = subword_pooling(pooling)
+    model: Model[List[Doc], List[Floats2d]] = Model(
+        "decoder_tagger", _forward, init=_init, layers=[*encoders, pool], dims={"nO": None},
+        attrs={"name": name, "window": int(window), "stride": int(stride), "pooling": pooling,
+               "bidirectional": bool(bidirectional), "shared_weights": bool(shared_weights),
+               "has_transformer": False, "torch_optimizer": bool(torch_optimizer),
+               "gradient_checkpointing": bool(gradient_checkpointing), "max_batch_items": int(max_batch_items),
+               "piece_cache": PieceCache()},
+    )
+    model.set_ref("pooling", pool)
+    return model
+
+
+@registry.architectures(ARCHITECTURE)
+def configure_decoder_tagger(
+    name: str,
+    window: int = DEFAULT_WINDOW,
+    stride: int = DEFAULT_STRIDE,
+    pooling: str = "last",
+    bidirectional: bool = False,
+    shared_weights: bool = False,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+    torch_optimizer: bool = True,
+    gradient_checkpointing: bool = False,
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+) -> Model[List[Doc], List[Floats2d]]:
+    """GPT-2 (or another causal LM) as the token vectors of an entity head (see :func:`decoder_tagger`).
+
+    name (str): hub name or local folder of the backbone.
+    window (int): subwords per window (1024 for GPT-2; clamped to the model's positions).
+    stride (int): subwords between window starts.
+    pooling (str): ``last``, ``first`` or ``mean`` subword per word.
+    bidirectional (bool): concatenate a pass over the reversed word order.
+    shared_weights (bool): one model for both directions.
+    tokenizer_config (Optional[dict]): tokenizer settings (``pad_token``…).
+    transformer_config (Optional[dict]): model config settings.
+    mixed_precision (bool): autocast the forward pass (GPU).
+    grad_scaler_config (Optional[dict]): gradient scaler settings.
+    torch_optimizer (bool): torch AdamW step for the decoder's weights.
+    gradient_checkpointing (bool): trade compute for activation memory.
+    max_batch_items (int): padded subwords per forward call when predicting.
+    """
+    return decoder_tagger(name, window=window, stride=stride, pooling=pooling, bidirectional=bidirectional,
+                          shared_weights=shared_weights, tokenizer_config=tokenizer_config,
+                          transformer_config=transformer_config, mixed_precision=mixed_precision,
+                          grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
+                          gradient_checkpointing=gradient_checkpointing, max_batch_items=max_batch_items)
+
+
+def decoder_modules(model: Model) -> List[Any]:
+    """The Hugging Face torch modules inside every DecoderTagger of ``model``.
+
+    The forward pass's module first, then the backward pass's when its weights
+    are separate; e.g. ``decoder_modules(nlp.get_pipe("bioner_tagger").model)[0]
+    .get_input_embeddings().register_forward_hook(...)``. Empty before initialisation.
+    """
+    return [shim._model for node in model.walk() if node.name == "decoder_tagger"
+            for encoder in _encoders(node) for shim in encoder.shims if shim._model is not None]
+
+
+def _encoders(model: Model) -> List[Model]:
+    return model.layers[:-1]
+
+
+def _tokenizer(model: Model) -> Any:
+    return model.layers[0].shims[0]._hfmodel.tokenizer
+
+
+def _init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
+    """Load the backbone (offline first), set the pad token, clamp the window, size the output."""
+    if not model.attrs["has_transformer"]:
+        import copy
+
+        from spacy_transformers.data_classes import HFObjects
+        from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
+
+        first = _encoders(model)[0].shims[0]._hfmodel
+        source = resolve_backbone(model.attrs["name"])
+        hf = huggingface_from_pretrained(source, dict(first._init_tokenizer_config),
+                                         dict(first._init_transformer_config))
+        tokenizer = hf.tokenizer
+        if tokenizer.pad_token is None:  # GPT-2: none; end-of-text pads (masks come from lengths)
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        for k, encoder in enumerate(_encoders(model)):
+            transformer = hf.transformer if k == 0 else copy.deepcopy(hf.transformer)
+            shim = encoder.shims[0]
+            shim._model = transformer
+            shim._hfmodel = HFObjects(tokenizer, transformer, hf.vocab_file_contents,
+                                      shim._hfmodel._init_tokenizer_config, shim._hfmodel._init_transformer_config)
+        model.attrs["has_transformer"] = True
+    config = _encoders(model)[0].shims[0]._model.config
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if limit:
+        model.attrs["window"] = min(model.attrs["window"], int(limit))
+        model.attrs["stride"] = min(model.attrs["stride"], model.attrs["window"])
+    width = int(config.hidden_size)
+    model.set_dim("nO", 2 * width if model.attrs["bidirectional"] else width)
+    if model.attrs["gradient_checkpointing"]:
+        from .transformer import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model)
+    if model.attrs["torch_optimizer"]:
+        from .optim import use_torch_optimizer
+
+        use_torch_optimizer(model)
+
+
+def _pad_id(tokenizer: Any, transformer: Any) -> int:
+    """The id that fills padded positions (masked, so any id the embeddings know will do)."""
+    vocab = transformer.get_input_embeddings().num_embeddings
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None and 0 <= candidate < vocab:
+            return int(candidate)
+    return 0
+
+
+def _convert_inputs(model: Model, X: Tuple[numpy.ndarray, numpy.ndarray], is_train: bool):
+    """Right-padded ids and their lengths → ``input_ids`` and a mask built from the lengths."""
+    import torch
+    from thinc.types import ArgsKwargs
+
+    ids, lengths = X
+    device = model.shims[0]._model.device
+    input_ids = torch.as_tensor(ids, dtype=torch.long, device=device)
+    n = torch.as_tensor(lengths, dtype=torch.long, device=device)
+    mask = (torch.arange(ids.shape[1], device=device)[None, :] < n[:, None]).long()
+    kwargs = {"input_ids": input_ids, "attention_mask": mask, "use_cache": False, "return_dict": True}
+    return ArgsKwargs(args=(), kwargs=kwargs), lambda d_inputs: []
+
+
+def _convert_outputs(model: Model, inputs_outputs: Any, is_train: bool):
+    """The last layer's hidden states (float32), and the gradient back into them."""
+    import torch
+    from thinc.api import torch2xp, xp2torch
+    from thinc.types import ArgsKwargs
+
+    _, output = inputs_outputs
+    hidden = output.last_hidden_state
+    if hidden.dtype != torch.float32:
+        hidden = hidden.float()
+
+    def backprop(d_hidden):
+        return ArgsKwargs(args=(hidden,), kwargs={"grad_tensors": [xp2torch(d_hidden, device=hidden.device)]})
+
+    return torch2xp(hidden.detach()), backprop
+
+
+def _encode(encoder: Model, seqs: List[numpy.ndarray], *, pad_id: int, is_train: bool,
+            max_batch_items: int) -> Tuple[Any, numpy.ndarray, Callable]:
+    """Run right-padded sequences through one encoder.
+
+    RETURNS: the hidden states of all positions flattened to rows (padding
+    included), the row of each sequence's first position, and a backprop taking
+    the gradient of those rows. Training runs every sequence in one call (one
+    backward pass, so mixed-precision gradient scaling stays exact); prediction
+    sorts them by length and groups them under ``max_batch_items`` padded subwords.
+    """
+    if is_train:
+        groups = [list(range(len(seqs)))]
+    else:
+        groups, current, longest = [], [], 0
+        for k in sorted(range(len(seqs)), key=lambda i: len(seqs[i])):
+            size = max(longest, len(seqs[k]))
+            if current and size * (len(current) + 1) > max_batch_items:
+                groups.append(current)
+                current, size = [], len(seqs[k])
+            current.append(k)
+            longest = size
+        if current:
+            groups.append(current)
+    outputs, backprops, shapes = [], [], []
+    bases = numpy.zeros((len(seqs),), dtype="int64")
+    row = 0
+    for group in groups:
+        lengths = numpy.asarray([len(seqs[k]) for k in group], dtype="int64")
+        ids = numpy.full((len(group), int(lengths.max())), pad_id, dtype="int64")
+        for i, k in enumerate(group):
+            ids[i, :lengths[i]] = seqs[k]
+            bases[k] = row + i * ids.shape[1]
+        hidden, backprop = encoder((ids, lengths), is_train)
+        shapes.append(hidden.shape)
+        outputs.append(hidden.reshape((-1, hidden.shape[-1])))
+        backprops.append(backprop)
+        row += ids.size
+    xp = encoder.ops.xp
+    flat = outputs[0] if len(outputs) == 1 else xp.concatenate(outputs)
+
+    def backprop_rows(d_flat):
+        start = 0
+        for shape, backprop in zip(shapes, backprops):
+            size = shape[0] * shape[1]
+            backprop(xp.ascontiguousarray(d_flat[start:start + size].reshape(shape)))
+            start += size
+        return []
+
+    return flat, bases, backprop_rows
+
+
+def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    ops = model.ops
+    xp = ops.xp
+    tokenizer = _tokenizer(model)
+    window, stride = model.attrs["window"], model.attrs["stride"]
+    directions = [False, True] if model.attrs["bidirectional"] else [False]
+    encoders = _encoders(model)
+    pool = model.get_ref("pooling")
+    width = model.get_dim("nO") // len(directions)
+    docs = list(docs)
+    pieces = [doc_pieces(doc, tokenizer, cache=model.attrs["piece_cache"], max_pieces=window) for doc in docs]
+    doc_lengths = [len(doc) for doc in docs]
+    all_lengths = numpy.concatenate([lens for _, lens in pieces]) if pieces else numpy.zeros((0,), "int32")
+    n_words = len(all_lengths)
+    # For each direction: the windows' sequences, and per word (Doc order) the window sequence and position
+    # of its first piece in that sequence.
+    plans = []
+    for backward in directions:
+        seqs: List[numpy.ndarray] = []
+        word_seq = numpy.zeros((n_words,), dtype="int64")
+        word_pos = numpy.zeros((n_words,), dtype="int64")
+        at = 0
+        for ids, lengths in pieces:
+            n = len(lengths)
+            if backward:
+                ids, lengths = reverse_words(ids, lengths)
+            offsets = numpy.concatenate([[0], numpy.cumsum(lengths)]).astype("int64")
+            seq_of = numpy.zeros((n,), dtype="int64")
+            pos_of = numpy.zeros((n,), dtype="int64")
+            for w in plan_windows(lengths, window=window, stride=stride):
+                lo, hi = offsets[w.start], offsets[w.end]
+                if hi == lo:
+                    continue  # only whitespace: no pieces, zero vectors
+                seq_of[w.first:w.end] = len(seqs)
+                pos_of[w.first:w.end] = offsets[w.first:w.end] - lo
+                seqs.append(ids[lo:hi])
+            if backward:
+                seq_of, pos_of = seq_of[::-1], pos_of[::-1]
+            word_seq[at:at + n] = seq_of
+            word_pos[at:at + n] = pos_of
+            at += n
+        plans.append((seqs, word_seq, word_pos))
+    if not any(plan[0] for plan in plans):
+        return [ops.alloc2f(n, model.get_dim("nO")) for n in doc_lengths], lambda d_vectors: []
+    pad_id = _pad_id(tokenizer, encoders[0].shims[0]._model)
+    max_items = model.attrs["max_batch_items"]
+    # Encode: one call per encoder (shared weights: both directions in one batch).
+    runs = []  # per direction: (flattened hidden rows, row of each window's first position, backprop)
+    if len(encoders) == 1 and len(plans) == 2:
+        both = plans[0][0] + plans[1][0]
+        flat, bases, backprop = _encode(encoders[0], both, pad_id=pad_id, is_train=is_train, max_batch_items=max_items)
+        runs = [(flat, bases[:len(plans[0][0])], backprop), (flat, bases[len(plans[0][0]):], backprop)]
+    else:
+        for encoder, (seqs, _, _) in zip(encoders, plans):
+            runs.append(_encode(encoder, seqs, pad_id=pad_id, is_train=is_train, max_batch_items=max_items))
+    starts = numpy.cumsum(all_lengths) - all_lengths
+    total = int(all_lengths.sum())
+    within = numpy.arange(total, dtype="int64") - numpy.repeat(starts, all_lengths)
+    outputs, row_sets = [], []
+    for (_, word_seq, word_pos), (flat, bases, _) in zip(plans, runs):
+        first_rows = bases[word_seq] + word_pos if len(bases) else word_pos
+        rows = numpy.repeat(first_rows, all_lengths) + within
+        rows_xp = xp.asarray(rows)
+        Y, bp_pool = pool(Ragged(flat[rows_xp], xp.asarray(all_lengths)), is_train)
+        outputs.append(Y)
+        row_sets.append((rows_xp, bp_pool))
+    vectors = outputs[0] if len(outputs) == 1 else xp.hstack(outputs)
+    result = ops.unflatten(vectors, numpy.asarray(doc_lengths, dtype="int32"))
+
+    def backprop(d_vectors: List[Floats2d]) -> List[Doc]:
+        d_all = ops.flatten(d_vectors) if d_vectors else ops.alloc2f(0, model.get_dim("nO"))
+        d_flats: Dict[int, Any] = {}
+        for k, ((rows_xp, bp_pool), (flat, _, _)) in enumerate(zip(row_sets, runs)):
+            d_rows = bp_pool(xp.ascontiguousarray(d_all[:, k * width:(k + 1) * width])).dataXd
+            key = id(flat)
+            if key not in d_flats:
+                d_flats[key] = ops.alloc2f(*flat.shape)
+            d_flats[key][rows_xp] = d_rows  # every piece row is gathered once
+        done = set()
+        for flat, _, backprop_rows in runs:
+            if id(flat) not in done:
+                backprop_rows(d_flats[id(flat)])
+                done.add(id(flat))
+        return docs
+
+    return result, backprop
