@@ -103,6 +103,7 @@ def cross_validate_cli(
     data: List[Path] = typer.Argument(..., help="Train (+dev) data: IOB/CoNLL files, folders or .spacy"),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone overrides: path or shipped name"),
     head: Optional[str] = typer.Option(None, "--head", help="Entity head: ner or tagger"),
+    adversarial: Optional[str] = typer.Option(None, "--adversarial", help="Adversarial training: fgsm or pgd"),
     folds: int = typer.Option(5, "--folds", "-k", help="Number of folds"),
     output_dir: Path = typer.Option(Path("training/cv"), "--output-dir", "-o", help="Where folds and models go"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
@@ -131,7 +132,8 @@ def cross_validate_cli(
     with friendly_errors():
         overrides = config_overrides(args[first_option:])
         try:
-            summary = cross_validate(config, data, output_dir, backbone=backbone, head=head, overrides=overrides, folds=folds,
+            summary = cross_validate(config, data, output_dir, backbone=backbone, head=head, adversarial=adversarial,
+                                     overrides=overrides, folds=folds,
                                      seed=seed, gpu_id=gpu_id, n_bootstrap=n_bootstrap,
                                      on_start=on_start, on_fold=lambda k, m: print_headline(m))
         except ValueError as err:

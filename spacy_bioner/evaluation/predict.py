@@ -57,10 +57,13 @@ def load_pipeline(model: Union[str, Path]) -> "Language":
     if path.is_dir():
         # spaCy reads meta.json first, so a broken config.cfg would show up as a meta.json problem.
         try:
-            Config().from_disk(path / "config.cfg", interpolate=False)
+            config = Config().from_disk(path / "config.cfg", interpolate=False)
         except Exception as err:  # configparser and confection errors: not a config at all
             raise ModelLoadError(f"{path / 'config.cfg'}: not a readable spaCy config ({config_problem(err)}); "
                                  f"is {model} a trained pipeline?") from None
+        if any(isinstance(c, dict) and c.get("factory") == "bioner_adversarial"
+               for c in config.get("components", {}).values()):
+            from ..pipeline import adversarial  # noqa: F401  (registers the factory without the entry points)
     try:
         return spacy.load(model)
     except ConfigValidationError as err:
