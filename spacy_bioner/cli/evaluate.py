@@ -81,17 +81,38 @@ def evaluate_cli(
     length_buckets: float = typer.Option(0.8, "--length-buckets",
                                          help="Sub-batch padded batches by length (ratio in (0, 1], 0 = off)"),
     int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU; faster, F1 may move a little)"),
+    noise: Optional[str] = typer.Option(None, "--noise", help="Also score seeded noisy copies: "
+                                        "typo,typo_mention,typo_context,case,hyphen,spelling,swap or all"),
+    noise_train: Optional[Path] = typer.Option(None, "--noise-train",
+                                               help="Corpus whose mentions `swap` draws (default: the test set's)"),
+    noise_rate: float = typer.Option(0.2, "--noise-rate", help="Share of words/mentions changed per noise kind"),
 ) -> None:
-    """Run a pipeline over gold data (its tokens) and score it; reports words/s."""
+    """Run a pipeline over gold data (its tokens) and score it; reports words/s.
+
+    With --noise KIND[,KIND] it also scores seeded noisy copies of the data (clean vs
+    noisy P/R/F1 per kind, in the metrics JSON under "robustness" and in the report).
+    """
+    from ..evaluation.noise import parse_kinds
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import write_outputs
 
+    try:
+        kinds = parse_kinds(noise)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--noise")
     with friendly_errors():
         pairs, metrics = evaluate_model(model, data, gpu_id=gpu_id, batch_size=batch_size,
                                         n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
-                                        int8=int8, warn=msg.warn)
+                                        int8=int8, noise=kinds, noise_train=noise_train, noise_rate=noise_rate,
+                                        warn=msg.warn)
         write_outputs(metrics, pairs, output=output, report=report, plots=plots, title=f"{model} on {data}")
         print_headline(metrics)
+        if "robustness" in metrics:
+            rob = metrics["robustness"]
+            msg.table([("clean", *(f"{100 * rob['clean'][k]:.2f}" for k in "prf"), "")]
+                      + [(kind, *(f"{100 * v[k]:.2f}" for k in "prf"), f"{100 * v['delta_f']:+.2f}")
+                         for kind, v in rob["kinds"].items()],
+                      header=("noise", "P", "R", "F", "ΔF"), aligns=("l", "r", "r", "r", "r"))
         msg.info(f"{metrics['words_per_second']:.0f} words/s"
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
 
