@@ -46,7 +46,8 @@ SPELLINGS = {
     "gynaecological": "gynecological", "haemangioma": "hemangioma", "leucocyte": "leukocyte",
     "sulphate": "sulfate", "aetiology": "etiology", "dyspnoea": "dyspnea", "apnoea": "apnea",
 }
-_SPELL_RULES = [(re.compile(r"(\w{3,})is(e|es|ed|ing|ation|ations)$"), r"\1iz\2", re.compile(r"(\w{3,})iz(e|es|ed|ing|ation|ations)$"), r"\1is\2"),
+_SPELL_RULES = [(re.compile(r"(\w{3,})is(e|es|ed|ing|ation|ations)$"), r"\1iz\2",
+                 re.compile(r"(\w{3,})iz(e|es|ed|ing|ation|ations)$"), r"\1is\2"),
                 (re.compile(r"^(h|an|leuk|septic|isch|hypergly|hypogly)ae(m\w*)$"), r"\1e\2", None, None)]
 _AMERICAN = {v: k for k, v in SPELLINGS.items()}
 #: Words ending in -ise that are spelt so in American English too.
