@@ -10,6 +10,7 @@ GROUPS = {
     "spacy_architectures": "architectures",
     "spacy_scorers": "scorers",
     "spacy_misc": "misc",
+    "spacy_augmenters": "augmenters",
     "spacy_loggers": "loggers",
     "spacy_batchers": "batchers",
     "spacy_span_getters": "span_getters",

@@ -81,17 +81,38 @@ def evaluate_cli(
     length_buckets: float = typer.Option(0.8, "--length-buckets",
                                          help="Sub-batch padded batches by length (ratio in (0, 1], 0 = off)"),
     int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU; faster, F1 may move a little)"),
+    noise: Optional[str] = typer.Option(None, "--noise", help="Also score seeded noisy copies: "
+                                        "typo,typo_mention,typo_context,case,hyphen,spelling,swap or all"),
+    noise_train: Optional[Path] = typer.Option(None, "--noise-train",
+                                               help="Corpus whose mentions `swap` draws (default: the test set's)"),
+    noise_rate: float = typer.Option(0.2, "--noise-rate", help="Share of words/mentions changed per noise kind"),
 ) -> None:
-    """Run a pipeline over gold data (its tokens) and score it; reports words/s."""
+    """Run a pipeline over gold data (its tokens) and score it; reports words/s.
+
+    With --noise KIND[,KIND] it also scores seeded noisy copies of the data (clean vs
+    noisy P/R/F1 per kind, in the metrics JSON under "robustness" and in the report).
+    """
+    from ..evaluation.noise import parse_kinds
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import write_outputs
 
+    try:
+        kinds = parse_kinds(noise)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--noise")
     with friendly_errors():
         pairs, metrics = evaluate_model(model, data, gpu_id=gpu_id, batch_size=batch_size,
                                         n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
-                                        int8=int8, warn=msg.warn)
+                                        int8=int8, noise=kinds, noise_train=noise_train, noise_rate=noise_rate,
+                                        warn=msg.warn)
         write_outputs(metrics, pairs, output=output, report=report, plots=plots, title=f"{model} on {data}")
         print_headline(metrics)
+        if "robustness" in metrics:
+            rob = metrics["robustness"]
+            msg.table([("clean", *(f"{100 * rob['clean'][k]:.2f}" for k in "prf"), "")]
+                      + [(kind, *(f"{100 * v[k]:.2f}" for k in "prf"), f"{100 * v['delta_f']:+.2f}")
+                         for kind, v in rob["kinds"].items()],
+                      header=("noise", "P", "R", "F", "ΔF"), aligns=("l", "r", "r", "r", "r"))
         msg.info(f"{metrics['words_per_second']:.0f} words/s"
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
 
@@ -103,6 +124,7 @@ def cross_validate_cli(
     data: List[Path] = typer.Argument(..., help="Train (+dev) data: IOB/CoNLL files, folders or .spacy"),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone overrides: path or shipped name"),
     head: Optional[str] = typer.Option(None, "--head", help="Entity head: ner or tagger"),
+    adversarial: Optional[str] = typer.Option(None, "--adversarial", help="Adversarial training: fgsm or pgd"),
     folds: int = typer.Option(5, "--folds", "-k", help="Number of folds"),
     output_dir: Path = typer.Option(Path("training/cv"), "--output-dir", "-o", help="Where folds and models go"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
@@ -131,7 +153,8 @@ def cross_validate_cli(
     with friendly_errors():
         overrides = config_overrides(args[first_option:])
         try:
-            summary = cross_validate(config, data, output_dir, backbone=backbone, head=head, overrides=overrides, folds=folds,
+            summary = cross_validate(config, data, output_dir, backbone=backbone, head=head, adversarial=adversarial,
+                                     overrides=overrides, folds=folds,
                                      seed=seed, gpu_id=gpu_id, n_bootstrap=n_bootstrap,
                                      on_start=on_start, on_fold=lambda k, m: print_headline(m))
         except ValueError as err:

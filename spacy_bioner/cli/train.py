@@ -12,6 +12,8 @@ BASE = typer.Argument(..., help="Base config: a path, or a shipped name (transfo
 BACKBONE = typer.Option(None, "--backbone", "-b",
                         help="Backbone overrides: a path, or a shipped name (minilm, biobert…; `spacy-bioner configs`)")
 HEAD = typer.Option(None, "--head", help="Entity head: ner (transition-based, the default) or tagger (bioner_tagger)")
+ADVERSARIAL = typer.Option(None, "--adversarial",
+                           help="Adversarial training: fgsm or pgd (configs/adversarial/), or a file; training only")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 
@@ -22,6 +24,7 @@ def config_cli(
     output: Path = typer.Argument(..., help="Where to write the merged config"),
     backbone: Optional[str] = BACKBONE,
     head: Optional[str] = HEAD,
+    adversarial: Optional[str] = ADVERSARIAL,
 ) -> None:
     """Write the merged config (base + backbone + overrides), for `spacy train`.
 
@@ -32,7 +35,7 @@ def config_cli(
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
-        config = build_config(base, backbone=backbone, head=head, overrides=overrides)
+        config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides=overrides)
         config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides, need_corpus=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(output)
@@ -49,6 +52,7 @@ def train_cli(
     backbone: Optional[str] = BACKBONE,
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     head: Optional[str] = HEAD,
+    adversarial: Optional[str] = ADVERSARIAL,
 ) -> None:
     """Train a pipeline: merge the configs, check the backbone, fit the schedule, run spaCy's loop.
 
@@ -61,7 +65,7 @@ def train_cli(
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
-        config = build_config(base, backbone=backbone, head=head, overrides=overrides)
+        config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides=overrides)
         record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides)
     if record.backbone:
         msg.info(f"Backbone: {config['paths']['backbone']} → {record.backbone}")

@@ -11,7 +11,7 @@ A training config can read IOB/CoNLL files directly::
 import random
 from functools import partial
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -60,6 +60,7 @@ def iob_examples(
     limit: int = 0,
     shuffle: bool = False,
     seed: int = 0,
+    augmenter: Optional[Callable[[Language, Example], Iterable[Example]]] = None,
 ) -> Iterator[Example]:
     """Yield one Example per document, keeping the corpus tokenisation.
 
@@ -75,7 +76,11 @@ def iob_examples(
     for doc in docs:
         words = [t.text for t in doc]
         spaces = [bool(t.whitespace_) for t in doc]
-        yield Example(Doc(nlp.vocab, words=words, spaces=spaces), doc)
+        example = Example(Doc(nlp.vocab, words=words, spaces=spaces), doc)
+        if augmenter is None:
+            yield example
+        else:
+            yield from augmenter(nlp, example)
 
 
 @registry.readers("spacy_bioner.IOBCorpus.v1")
@@ -88,6 +93,7 @@ def create_iob_corpus(
     limit: int = 0,
     shuffle: bool = False,
     seed: int = 0,
+    augmenter: Optional[Callable[[Language, Example], Iterable[Example]]] = None,
 ) -> CorpusReader:
     """Read IOB/CoNLL files (or DocBins) as training or evaluation Examples.
 
@@ -99,8 +105,11 @@ def create_iob_corpus(
     limit (int): keep at most this many documents (0: all).
     shuffle (bool): shuffle documents (seeded) before ``limit``.
     seed (int): shuffle seed.
+    augmenter (Callable): a spaCy augmenter (``[corpora.train.augmenter]``, e.g.
+        ``spacy_bioner.entity_swap_augmenter.v1``), applied to every Example read.
     """
     if path is None:
         raise CorpusConfigError("spacy_bioner.IOBCorpus.v1: 'path' is not set (e.g. --paths.train corpus/train.spacy)")
     return partial(iob_examples, path=Path(path), scheme=scheme, untyped_label=untyped_label,
-                   n_sents=n_sents, strict=strict, limit=limit, shuffle=shuffle, seed=seed)
+                   n_sents=n_sents, strict=strict, limit=limit, shuffle=shuffle, seed=seed,
+                   augmenter=augmenter)

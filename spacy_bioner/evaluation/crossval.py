@@ -63,6 +63,7 @@ def cross_validate(
     *,
     backbone: Union[str, Path, None] = None,
     head: Union[str, Path, None] = None,
+    adversarial: Union[str, Path, None] = None,
     overrides: Optional[Dict[str, Any]] = None,
     folds: int = 5,
     seed: int = 0,
@@ -78,6 +79,7 @@ def cross_validate(
     output_dir (Path): where folds, models and ``cv.json`` go.
     backbone (Union[str, Path, None]): backbone file or shipped name.
     head (Union[str, Path, None]): ``ner`` or ``tagger``.
+    adversarial (Union[str, Path, None]): ``fgsm`` or ``pgd`` (adversarial training), or a file.
     overrides (Optional[Dict[str, Any]]): ``--section.key`` overrides.
     folds (int): number of folds.
     seed (int): seed of the fold split.
@@ -113,7 +115,7 @@ def cross_validate(
             save_docbin(part, fold_dir / f"{name}.spacy")
         if on_start is not None:
             on_start(k, {name: len(part) for name, part in split.items()})
-        config: Config = build_config(base, backbone=backbone, head=head, overrides={
+        config: Config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides={
             **overrides, "paths.train": str(fold_dir / "train.spacy"), "paths.dev": str(fold_dir / "dev.spacy")})
         record = run_training(config, fold_dir / "model", gpu_id=gpu_id, explicit_total_steps=explicit)
         _, metrics = evaluate_model(fold_dir / "model" / "model-best", fold_dir / "test.spacy",

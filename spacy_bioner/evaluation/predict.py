@@ -57,10 +57,13 @@ def load_pipeline(model: Union[str, Path]) -> "Language":
     if path.is_dir():
         # spaCy reads meta.json first, so a broken config.cfg would show up as a meta.json problem.
         try:
-            Config().from_disk(path / "config.cfg", interpolate=False)
+            config = Config().from_disk(path / "config.cfg", interpolate=False)
         except Exception as err:  # configparser and confection errors: not a config at all
             raise ModelLoadError(f"{path / 'config.cfg'}: not a readable spaCy config ({config_problem(err)}); "
                                  f"is {model} a trained pipeline?") from None
+        if any(isinstance(c, dict) and c.get("factory") == "bioner_adversarial"
+               for c in config.get("components", {}).values()):
+            from ..pipeline import adversarial  # noqa: F401  (registers the factory without the entry points)
     try:
         return spacy.load(model)
     except ConfigValidationError as err:
@@ -169,8 +172,47 @@ def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, 
             "int8_modules": quantized}
 
 
+def robustness(nlp: "Language", gold: Sequence["Doc"], kinds: Sequence[str], *, clean: Dict[str, Any],
+               pool_from: Optional[Path] = None, rate: float = 0.2, seed: int = 0, batch_size: int = 64,
+               n_bootstrap: int = 1000) -> Dict[str, Any]:
+    """Scores on seeded noisy copies of the gold data, next to the clean scores.
+
+    nlp (Language): the pipeline.
+    gold (Sequence[Doc]): the clean gold Docs.
+    kinds (Sequence[str]): noise kinds (:data:`~spacy_bioner.evaluation.noise.NOISE_KINDS`).
+    clean (Dict[str, Any]): the clean metrics (from :func:`score_docs`).
+    pool_from (Optional[Path]): corpus whose mentions ``swap`` draws (None: the gold data's own).
+    rate (float): noise rate (see :func:`~spacy_bioner.evaluation.noise.noisy_doc`).
+    seed (int): noise (and bootstrap) seed.
+    batch_size (int): Docs per ``nlp.pipe`` batch.
+    n_bootstrap (int): bootstrap resamples for each noisy F1 interval.
+    RETURNS (Dict[str, Any]): ``clean`` and per kind ``p``, ``r``, ``f``, ``f_low``, ``f_high``,
+        ``delta_f`` (noisy − clean) and ``changed_tokens``; plus the settings.
+    """
+    from ..corpus.readers import load_corpus_docs
+    from .noise import changed_tokens, mention_pool, noisy_docs
+
+    def row(metrics: Dict[str, Any]) -> Dict[str, float]:
+        sp, b = metrics["spacy"], metrics["bootstrap"]
+        return {"p": sp["ents_p"], "r": sp["ents_r"], "f": sp["ents_f"], "f_low": b["low"], "f_high": b["high"]}
+
+    pool = mention_pool(load_corpus_docs(pool_from, vocab=nlp.vocab)) if pool_from is not None else None
+    out: Dict[str, Any] = {"seed": seed, "rate": rate, "swap_source": str(pool_from) if pool_from else "test set",
+                           "clean": row(clean), "kinds": {}}
+    for kind in kinds:
+        noisy = noisy_docs(gold, kind, seed=seed, rate=rate, pool=pool if kind == "swap" else None)
+        _, metrics = score_docs(noisy, predict(nlp, noisy, batch_size=batch_size), n_bootstrap=n_bootstrap,
+                                seed=seed)
+        result = row(metrics)
+        result["delta_f"] = result["f"] - out["clean"]["f"]
+        result["changed_tokens"] = changed_tokens(gold, noisy)
+        out["kinds"][kind] = result
+    return out
+
+
 def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, batch_size: int = 64,
                    n_bootstrap: int = 1000, seed: int = 0, length_buckets: float = 0.8, int8: bool = False,
+                   noise: Sequence[str] = (), noise_train: Optional[Path] = None, noise_rate: float = 0.2,
                    warn=None) -> Tuple[List[SentencePair], Dict[str, Any]]:
     """Load a pipeline, predict on ``data`` and score.
 
@@ -182,6 +224,9 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     seed (int): bootstrap seed.
     length_buckets (float): length-bucket ratio for transformers trained without one (0: off).
     int8 (bool): int8 dynamic quantization of the transformers (CPU; not bit-identical).
+    noise (Sequence[str]): noise kinds to score on too (``metrics["robustness"]``).
+    noise_train (Optional[Path]): corpus whose mentions ``swap`` draws (None: the test set's own).
+    noise_rate (float): noise rate.
     warn (Callable[[str], None]): called with a warning about unknown gold labels.
     RETURNS: the sentence pairs and the metrics, with ``words_per_second``, ``inference``,
         ``unknown_gold_labels``, ``peak_gpu_mib`` (GPU) and spaCy's flat ``ents_*`` keys.
@@ -210,4 +255,7 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
         metrics["peak_gpu_mib"] = peak_gpu_memory_mib(gpu_id)
     # spaCy's flat keys too, so scripts written for `spacy evaluate` find them
     metrics.update({k: metrics["spacy"][k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")})
+    if noise:
+        metrics["robustness"] = robustness(nlp, gold, noise, clean=metrics, pool_from=noise_train, rate=noise_rate,
+                                           seed=seed, batch_size=batch_size, n_bootstrap=n_bootstrap)
     return pairs, metrics

@@ -72,6 +72,21 @@ def markdown_report(
         lines += [f"**Gold labels the pipeline never predicts** (counted as misses): {listed}.", ""]
     if "words_per_second" in metrics:
         lines += [f"Pipeline speed: {metrics['words_per_second']:.0f} words/s.", ""]
+    if metrics.get("robustness"):
+        rob = metrics["robustness"]
+        lines += ["## Robustness: clean vs noisy copies (spaCy strict)", "",
+                  f"Seeded noisy copies of the data (seed {rob['seed']}, rate {rob['rate']}; swaps drawn from "
+                  f"{rob['swap_source']}). Scores in %.", "",
+                  "| data | precision | recall | F1 | F1 95% CI | ΔF1 | tokens changed |",
+                  "|---|---:|---:|---:|---|---:|---:|"]
+        c = rob["clean"]
+        lines.append(f"| clean | {_pct(c['p'])} | {_pct(c['r'])} | {_pct(c['f'])} | "
+                     f"{_pct(c['f_low'])}–{_pct(c['f_high'])} | | |")
+        for kind, v in rob["kinds"].items():
+            lines.append(f"| {kind} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | "
+                         f"{_pct(v['f_low'])}–{_pct(v['f_high'])} | {100 * v['delta_f']:+.2f} | "
+                         f"{_pct(v['changed_tokens'])} |")
+        lines.append("")
     lines += ["## Per type (seqeval strict)", ""]
     if sq["per_type"]:
         lines += ["| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]

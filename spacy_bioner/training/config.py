@@ -16,6 +16,9 @@ from ..models.backbones import resolve_backbone
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BACKBONE_DIR = CONFIG_DIR / "backbones"
 HEAD_DIR = CONFIG_DIR / "heads"
+ADVERSARIAL_DIR = CONFIG_DIR / "adversarial"
+#: The adversarial-training component added by an ``adversarial`` config file.
+ADVERSARIAL_COMPONENT = "bioner_adversarial"
 #: Head name → the pipeline component it adds (the one it replaces must be one of these).
 HEADS = {"ner": "ner", "tagger": "bioner_tagger"}
 #: Architectures that read the Docs themselves (causal decoders): a backbone file puts one in
@@ -30,6 +33,7 @@ def packaged_configs() -> Dict[str, List[Path]]:
         "base": sorted(CONFIG_DIR.glob("*.cfg")),
         "backbone": sorted(BACKBONE_DIR.glob("*.cfg")),
         "head": sorted(HEAD_DIR.glob("*.cfg")),
+        "adversarial": sorted(ADVERSARIAL_DIR.glob("*.cfg")),
     }
 
 
@@ -38,13 +42,13 @@ def resolve_config_path(value: Union[str, Path], *, kind: str = "base") -> Path:
 
     value (Union[str, Path]): a path (``configs/transformer.cfg``) or a name
         (``transformer``; for backbones ``minilm``, ``biobert``…).
-    kind (str): ``base``, ``backbone`` or ``head``.
+    kind (str): ``base``, ``backbone``, ``head`` or ``adversarial``.
     RETURNS (Path): an existing file.
     """
     path = Path(value).expanduser()
     if path.is_file():
         return path
-    folder = {"backbone": BACKBONE_DIR, "head": HEAD_DIR}.get(kind, CONFIG_DIR)
+    folder = {"backbone": BACKBONE_DIR, "head": HEAD_DIR, "adversarial": ADVERSARIAL_DIR}.get(kind, CONFIG_DIR)
     name = path.name[:-4] if path.name.endswith(".cfg") else path.name
     shipped = folder / f"{name}.cfg"
     if shipped.is_file() and (path.parent == Path(".") or path.parent.name in (folder.name, "configs")):
@@ -61,6 +65,7 @@ def build_config(
     *,
     backbone: Union[str, Path, None] = None,
     head: Union[str, Path, None] = None,
+    adversarial: Union[str, Path, None] = None,
     overrides: Optional[Dict[str, Any]] = None,
 ) -> Config:
     """The base config merged with a backbone's overrides and a head, then ``--section.key`` overrides.
@@ -69,6 +74,8 @@ def build_config(
     backbone (Union[str, Path, None]): e.g. ``configs/backbones/biobert.cfg`` or ``biobert``.
     head (Union[str, Path, None]): ``ner`` or ``tagger`` (or a head file): replaces the
         base's entity component, whatever the backbone.
+    adversarial (Union[str, Path, None]): ``fgsm`` or ``pgd`` (or a file with a
+        ``[components.bioner_adversarial]`` block): adds adversarial training after the head.
     overrides (Optional[Dict[str, Any]]): dotted keys, as from the command line.
     RETURNS (Config): the merged config, not interpolated. ``total_steps`` of the
         schedule is fitted later (:func:`fit_schedule`), when the corpus is known.
@@ -79,6 +86,9 @@ def build_config(
     if head is not None:
         config = swap_head(config, Config().from_disk(resolve_config_path(head, kind="head"), interpolate=False))
     config = inline_decoder(config)
+    if adversarial is not None:
+        config = add_adversarial(config, Config().from_disk(resolve_config_path(adversarial, kind="adversarial"),
+                                                            interpolate=False))
     overrides = dict(overrides or {})
     if overrides:
         config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
@@ -137,6 +147,23 @@ def inline_decoder(config: Config) -> Config:
         components[name]["model"]["tok2vec"] = Config(block).copy()
     config["nlp"]["pipeline"] = pipeline
     return config
+
+
+def add_adversarial(config: Config, adversarial: Config) -> Config:
+    """Merge an adversarial-training block and put its component right after the entity head(s).
+
+    config (Config): a full config.
+    adversarial (Config): a file with ``[components.bioner_adversarial]`` (and its strategy).
+    RETURNS (Config): a new config; its pipeline runs the component after the last
+        component listening to the transformer (the heads), before ``doc_cleaner``.
+    """
+    merged = Config(config).copy().merge(adversarial)
+    names = [name for name in adversarial.get("components", {})]
+    pipeline = [name for name in merged["nlp"]["pipeline"] if name not in names]
+    heads = [i for i, name in enumerate(pipeline) if name in HEADS.values()]
+    at = heads[-1] + 1 if heads else len(pipeline)
+    merged["nlp"]["pipeline"] = pipeline[:at] + names + pipeline[at:]
+    return merged
 
 
 @dataclass

@@ -99,6 +99,9 @@ def run_training(
     start = time.perf_counter()
     check_corpus_paths(config)
     backbone = check_backbone(config)
+    if any(isinstance(c, dict) and c.get("factory") == "bioner_adversarial"
+           for c in config.get("components", {}).values()):
+        from ..pipeline import adversarial  # noqa: F401  (registers the factory without the entry points)
     require_gpu(gpu_id, need_torch=backbone is not None)
     config, plan = fit_schedule(config, explicit=explicit_total_steps)
     if plan.train_examples == 0:
