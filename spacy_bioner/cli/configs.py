@@ -19,3 +19,7 @@ def configs_cli() -> None:
                      if line.strip().startswith("backbone")), "")
         rows.append((path.stem, name, str(path)))
     msg.table(rows, header=("name", "model", "path"))
+    msg.divider("Entity heads (--head NAME)")
+    msg.table([(p.stem, str(p)) for p in found["head"]], header=("name", "path"))
+    msg.divider("Adversarial training (--adversarial NAME)")
+    msg.table([(p.stem, str(p)) for p in found["adversarial"]], header=("name", "path"))
