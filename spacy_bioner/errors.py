@@ -43,6 +43,10 @@ class ModelLoadError(OSError):
     """A trained pipeline could not be loaded (missing folder, not a pipeline…)."""
 
 
+class ConfigValueError(ValueError):
+    """A setting in the config (or on the command line) has a value that cannot work."""
+
+
 class CorpusConfigError(ValueError):
     """The config's corpus is not usable: no path set, or no examples in it."""
 

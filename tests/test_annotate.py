@@ -286,3 +286,67 @@ def test_ray_backend_without_ray_says_how_to_install(ruler, tmp_path, monkeypatc
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
     with pytest.raises(ImportError, match=r"pip install \"spacy-bioner\[ray\]\""):
         annotate(ruler, src, tmp_path / "out.jsonl", backend="ray", progress=False)
+
+
+def test_a_lone_failing_record_is_isolated_too(ruler, tmp_path):
+    nlp = spacy.load(ruler)
+
+    @spacy.Language.component("explode_on_boom_alone")
+    def explode(doc):
+        if "BOOM" in doc.text:
+            raise RuntimeError("boom")
+        return doc
+
+    nlp.add_pipe("explode_on_boom_alone")
+    nlp.to_disk(tmp_path / "model")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}, {"id": "b", "text": "BOOM"},
+                                              {"id": "c", "text": "breast cancer"}])
+    stats = annotate(tmp_path / "model", src, tmp_path / "out.jsonl", buffer_size=1, progress=False)
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["a", "c"] and stats.errors == 1
+
+
+def test_workers_that_cannot_load_the_pipeline_fail_with_one_error(tmp_path):
+    from spacy_bioner.errors import ModelLoadError
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
+    with pytest.raises(ModelLoadError, match="no such pipeline"):
+        annotate(tmp_path / "missing-model", src, tmp_path / "out.jsonl", n_process=2, progress=False)
+
+
+def test_bioc_resume_before_any_complete_document(ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}, {"id": "b", "text": "breast cancer"}])
+    annotate(ruler, src, tmp_path / "full.xml", output_format="bioc", progress=False)
+    out = tmp_path / "out.xml"
+    out.write_text("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 'BioC.dtd'>\n"
+                   "<collection><source>spacy-bioner</source><date></date><key></key>\n<document><id>a</id>\n<pas")
+    annotate(ruler, src, out, output_format="bioc", resume=True, progress=False)
+    assert out.read_text() == (tmp_path / "full.xml").read_text()
+
+
+def test_repeated_ids_resume_by_count(ruler, tmp_path):
+    records = [{"id": "same", "text": f"BRCA1 case {i}"} for i in range(6)]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    annotate(ruler, src, tmp_path / "full.jsonl", buffer_size=2, progress=False)
+    out = tmp_path / "out.jsonl"
+
+    class Killed(Exception):
+        pass
+
+    def kill(stats):
+        raise Killed
+
+    with pytest.raises(Killed):
+        annotate(ruler, src, out, buffer_size=2, progress=False, on_buffer=kill)
+    stats = annotate(ruler, src, out, buffer_size=2, resume=True, progress=False)
+    assert stats.skipped == 2 and stats.documents == 4
+    assert out.read_text() == (tmp_path / "full.jsonl").read_text()
+
+
+def test_uppercase_gz_and_output_inside_the_input_folder(ruler, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_jsonl(folder / "A.JSONL.GZ", [{"id": "a", "text": "BRCA1"}], gz=True)
+    stats = annotate(ruler, folder, folder / "out.jsonl", progress=False)
+    assert stats.documents == 1 and stats.errors == 0
+    stats = annotate(ruler, folder, folder / "out.jsonl", resume=True, progress=False)  # out.jsonl is not input
+    assert stats.documents == 0 and stats.skipped == 1 and len(read_jsonl(folder / "out.jsonl")) == 1

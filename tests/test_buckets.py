@@ -107,6 +107,9 @@ def test_v3_is_the_shipped_default_and_patches_after_loading(tiny, train_file, t
     after = [[(e.start, e.end, e.label_) for e in d.ents] for d in loaded.pipe(Doc(loaded.vocab, words=w) for w in words)]
     assert before == after
     assert getattr(hf_model(loaded), PATCH_ATTR) == (0.8, False)  # the reloaded HF module is patched too
+    add_length_buckets(loaded, ratio=0)  # `evaluate --length-buckets 0` turns a v3 pipeline's buckets off
+    list(loaded.pipe([Doc(loaded.vocab, words=w) for w in words]))
+    assert getattr(hf_model(loaded), PATCH_ATTR) == (0.0, False)
 
 
 def test_bad_ratio_fails_when_the_pipeline_is_built(tiny, train_file):
@@ -130,8 +133,12 @@ def test_speed_ups_on_a_v2_pipeline_keep_its_entities(tiny, train_file):
 
     plain = ents()
     assert not hasattr(hf_model(nlp), PATCH_ATTR)
-    assert add_length_buckets(nlp, ratio=0.8) == 1 and add_length_buckets(nlp, ratio=0.8) == 0
+    assert add_length_buckets(nlp, ratio=0.8) == 1
+    assert getattr(hf_model(nlp), PATCH_ATTR) == (0.8, False)
     assert ents() == plain
+    assert add_length_buckets(nlp, ratio=0) == 1 and getattr(hf_model(nlp), PATCH_ATTR) == (0.0, False)
+    assert ents() == plain
+    add_length_buckets(nlp, ratio=0.8)
     assert quantize_int8(nlp) == 1
     assert any(".quantized.dynamic" in type(m).__module__ for m in hf_model(nlp).modules())
     quantized = ents()
@@ -148,3 +155,21 @@ def test_int8_on_a_gpu_is_a_one_line_error(tiny, train_file):
         speed_up(nlp, gpu_id=0, int8=True)
     with pytest.raises(ModelLoadError, match="length_buckets"):
         speed_up(nlp, length_buckets=2.0)
+
+
+def test_buckets_on_a_causal_decoder_with_a_key_value_cache(tiny):
+    """GPT-2 returns past_key_values (use_cache) unless told not to: buckets must not try to merge them."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny["gpt2"]))
+    tokenizer.pad_token = tokenizer.eos_token
+    enc = tokenizer(["BRCA1 mutations cause hereditary breast cancer in many tumours including ovarian", "TP53",
+                     "breast cancer", "a b c d e f g h i j k l m n o p"], padding=True, return_tensors="pt")
+    model = AutoModel.from_pretrained(str(tiny["gpt2"])).eval()
+    assert model.config.use_cache
+    mask = enc["attention_mask"].bool()
+    plain = model(**enc).last_hidden_state
+    enable_length_buckets(model, ratio=0.8)
+    out = model(**enc)
+    torch.testing.assert_close(out.last_hidden_state[mask], plain[mask], atol=1e-5, rtol=1e-4)
+    assert "past_key_values" not in out

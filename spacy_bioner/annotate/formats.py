@@ -13,10 +13,10 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Set, Tuple, Union
+from typing import IO, Any, Collection, Dict, Iterator, List, Optional, Tuple, Union
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape as _escape
-from xml.sax.saxutils import quoteattr, unescape
+from xml.sax.saxutils import quoteattr
 
 from ..types import AnnotatedRecord, BadRecord, Passage, Record
 
@@ -29,7 +29,7 @@ SUFFIXES = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "json
 
 def open_binary(path: Path) -> IO[bytes]:
     """A file for reading bytes, gunzipped when it ends in ``.gz``."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
 def format_of(path: Path) -> Optional[str]:
@@ -40,18 +40,21 @@ def format_of(path: Path) -> Optional[str]:
     return SUFFIXES.get(suffixes[-1]) if suffixes else None
 
 
-def input_files(path: Path, fmt: Optional[str]) -> List[Path]:
+def input_files(path: Path, fmt: Optional[str], *, exclude: Collection[Path] = ()) -> List[Path]:
     """The files to read: ``path`` itself, or a folder's files (recursively, sorted) of the format.
 
     path (Path): a file or folder.
     fmt (Optional[str]): the format; None infers it from the suffixes.
+    exclude (Collection[Path]): files and folders never read (the job's own output, error file, shards).
     RETURNS (List[Path]): FileNotFoundError when there is nothing to read.
     """
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    skip = [p.resolve() for p in exclude]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and not any(p.resolve() == s or s in p.resolve().parents for s in skip))
     if fmt is not None:
         files = [p for p in files if format_of(p) in (fmt, None) or fmt == "text"]
     else:
@@ -76,7 +79,8 @@ def pick_format(files: List[Path], fmt: Optional[str]) -> str:
 
 
 def read_records(path: Path, *, fmt: Optional[str] = None, id_field: str = "id", text_field: str = "text",
-                 max_chars: int = 1_000_000, root: Optional[Path] = None) -> Iterator[Union[Record, BadRecord]]:
+                 max_chars: int = 1_000_000, root: Optional[Path] = None,
+                 exclude: Collection[Path] = ()) -> Iterator[Union[Record, BadRecord]]:
     """Every record of a file or folder, in order, as :class:`Record` or :class:`BadRecord`.
 
     path (Path): input file or folder.
@@ -85,9 +89,10 @@ def read_records(path: Path, *, fmt: Optional[str] = None, id_field: str = "id",
     text_field (str): JSONL key of the text.
     max_chars (int): longer documents are bad records (spaCy's ``nlp.max_length``).
     root (Optional[Path]): sources are shown relative to this folder.
+    exclude (Collection[Path]): files and folders of a folder input that are never read.
     RETURNS (Iterator): records, read lazily; a missing input or an unknown format fails at once.
     """
-    files = input_files(path, fmt)
+    files = input_files(path, fmt, exclude=exclude)
     fmt = pick_format(files, fmt)
     base = root or (path if path.is_dir() else path.parent)
     return _records(files, fmt, base, id_field=id_field, text_field=text_field, max_chars=max_chars)
@@ -212,8 +217,11 @@ def _read_bioc(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
     """BioC XML, streamed document by document."""
     with open_binary(file) as f:
         try:
-            for _, elem in ElementTree.iterparse(f, events=("end",)):
-                if elem.tag != "document":
+            root = None
+            for event, elem in ElementTree.iterparse(f, events=("start", "end")):
+                if root is None:
+                    root = elem  # <collection>: finished documents are removed from it (constant memory)
+                if event != "end" or elem.tag != "document":
                     continue
                 doc_id = (elem.findtext("id") or "").strip()
                 source = f"{name}#{doc_id or '?'}"
@@ -232,6 +240,8 @@ def _read_bioc(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
                     else:
                         yield Record(id=doc_id, source=source, passages=passages)
                 elem.clear()
+                if root is not None and root is not elem:
+                    root.clear()
         except ElementTree.ParseError as err:
             line, col = err.position
             yield BadRecord(source=f"{name}:{line}", id=None, error=f"invalid XML ({err.msg if hasattr(err, 'msg') else err}); "
@@ -246,35 +256,41 @@ class Writer:
         if fmt not in OUTPUT_FORMATS:
             raise ValueError(f"--output-format {fmt}: choose one of {', '.join(OUTPUT_FORMATS)}")
         self.path, self.fmt = path, fmt
-        self.done: Set[str] = set()
+        self.done: List[str] = []  # ids of the records OUTPUT holds, repeats included
         if resume and path.exists():
             self.done = self._recover()
         elif path.exists() and path.stat().st_size:
             raise FileExistsError(f"{path} exists: pass --resume to continue it, or choose a new OUTPUT")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "a", encoding="utf8", newline="")
-        if fmt == "bioc" and not self.done and self.file.tell() == 0:
+        if fmt == "bioc" and self.file.tell() == 0:
             self.file.write(BIOC_HEAD)
 
-    def _recover(self) -> Set[str]:
-        """Ids of the complete records in OUTPUT; a record cut off by a kill is removed."""
+    def _recover(self) -> List[str]:
+        """Ids of the complete records in OUTPUT (repeats included); a record cut off by a kill is removed."""
         data = self.path.read_bytes()
+        ids: List[str] = []
         if self.fmt == "jsonl":
             end = data.rfind(b"\n") + 1
-            ids = set()
-            for line in data[:end].splitlines():
+            for n, line in enumerate(data[:end].splitlines(), start=1):
                 if line.strip():
-                    ids.add(str(json.loads(line)["id"]))
+                    try:
+                        ids.append(str(json.loads(line)["id"]))
+                    except (ValueError, KeyError, TypeError):
+                        raise ValueError(f"{self.path}:{n}: not a spacy-bioner JSONL record; --resume needs the "
+                                         "OUTPUT of an earlier annotate run with the same --output-format") from None
         elif self.fmt == "pubtator":
             end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
-            ids = {m.group(1).decode("utf8") for m in re.finditer(rb"(?m)^([^|\t\n]+)\|[a-zA-Z]+\|", data[:end])}
+            for block in data[:end].split(b"\n\n"):
+                first = block.split(b"\n", 1)[0]
+                match = re.match(rb"^(.*)\|[a-zA-Z]+\|", first)
+                if match:
+                    ids.append(match.group(1).decode("utf8"))
         else:
             close = data.rfind(b"</document>")
-            end = close + len(b"</document>\n") if close >= 0 else data.find(b"<collection>") + len(b"<collection>\n")
-            if close < 0 and b"<collection>" not in data:
-                end = 0
-            ids = {unescape(m.group(1).decode("utf8")) for m in
-                   re.finditer(rb"<document><id>([^<]*)</id>", data[:end])}
+            # no complete document yet: start again from an empty file (the head is rewritten)
+            end = close + len(b"</document>\n") if close >= 0 else 0
+            ids = [_xml_text(m.group(1)) for m in re.finditer(rb"<document><id>([^<]*)</id>", data[:end])]
         with open(self.path, "r+b") as f:
             f.truncate(end)
         return ids
@@ -299,6 +315,11 @@ class Writer:
 BIOC_HEAD = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 'BioC.dtd'>\n"
              "<collection><source>spacy-bioner</source><date></date><key></key>\n")
 BIOC_TAIL = "</collection>\n"
+
+
+def _xml_text(raw: bytes) -> str:
+    """Text of an XML element's content as written by :func:`escape` (entities and ``&#13;`` decoded)."""
+    return ElementTree.fromstring(b"<x>" + raw + b"</x>").text or ""
 
 
 def escape(text: str) -> str:

@@ -16,10 +16,10 @@
 """
 import json
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from ..types import AnnotatedRecord, BadRecord, CharEntity, Record
 from .formats import OUTPUT_FORMATS, Writer, read_records
@@ -63,7 +63,7 @@ def prepare_pipeline(model: Union[str, Path], *, gpu_id: int = -1, length_bucket
 
     model (Union[str, Path]): pipeline folder or installed package name.
     gpu_id (int): GPU index, -1 for CPU.
-    length_buckets (float): length-bucket ratio for transformers trained without one (0: off).
+    length_buckets (float): length-bucket ratio for every transformer, overriding the config's (0: off).
     int8 (bool): int8 dynamic quantization (CPU).
     max_chars (int): the longest passage accepted (spaCy's ``nlp.max_length``).
     """
@@ -97,11 +97,11 @@ def annotate_texts(nlp: "Language", texts: List[str], *, batch_size: int = 64) -
 def annotate_records(nlp: "Language", records: List[Record], *,
                      batch_size: int = 64) -> Tuple[List[Union[AnnotatedRecord, BadRecord]], int]:
     """Annotate a buffer of records; if the pipeline fails, each record alone, so only the culprit is lost."""
-    try:
-        return _annotate(nlp, records, batch_size=batch_size)
-    except Exception:  # noqa: BLE001 - find the record that breaks it, keep the others
-        if len(records) == 1:
-            raise
+    if len(records) > 1:
+        try:
+            return _annotate(nlp, records, batch_size=batch_size)
+        except Exception:  # noqa: BLE001 - find the record that breaks it, keep the others
+            pass
     results: List[Union[AnnotatedRecord, BadRecord]] = []
     words = 0
     for record in records:
@@ -150,19 +150,19 @@ def record_key(record: Union[Record, BadRecord, AnnotatedRecord]) -> str:
     return record.id if record.id is not None else record.source
 
 
-def read_error_keys(path: Path) -> Set[str]:
-    """Keys of the records an error file already holds (a line cut off by a kill is removed)."""
+def read_error_keys(path: Path) -> "Counter[str]":
+    """Keys of the records an error file already holds, with their counts (a line cut off by a kill is removed)."""
     if not path.exists():
-        return set()
+        return Counter()
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     with open(path, "r+b") as f:
         f.truncate(end)
-    keys = set()
+    keys: "Counter[str]" = Counter()
     for line in data[:end].splitlines():
         if line.strip():
             obj = json.loads(line)
-            keys.add(obj["id"] if obj.get("id") is not None else obj["source"])
+            keys[obj["id"] if obj.get("id") is not None else obj["source"]] += 1
     return keys
 
 
@@ -201,14 +201,22 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
 
     if n_process > 1 and gpu_id >= 0 and backend == "local":
         raise ValueError("--n-process > 1 is for CPU; on a GPU use one process and a larger --batch-size")
+    if int8 and gpu_id >= 0:
+        raise ValueError("--int8 is for CPU inference; drop it with --gpu-id (or use mixed precision)")
+    from ..models.buckets import check_ratio
+
+    check_ratio(length_buckets)
     if backend not in ("local", "ray"):
         raise ValueError(f"--backend {backend}: choose local or ray")
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"--output-format {output_format}: choose one of {', '.join(OUTPUT_FORMATS)}")
     if batch_size < 1 or buffer_size < 1 or n_process < 1:
         raise ValueError("--batch-size, --buffer-size and --n-process must be at least 1")
-    records = read_records(input_path, fmt=fmt, id_field=id_field, text_field=text_field, max_chars=max_chars)
     errors = errors or default_errors_path(output)
+    from .ray_backend import shard_folder
+
+    records = read_records(input_path, fmt=fmt, id_field=id_field, text_field=text_field, max_chars=max_chars,
+                           exclude=(output, errors, shard_folder(output)))
     settings = dict(gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, max_chars=max_chars)
     if not resume:  # before loading anything
         for path in (output, errors):
@@ -223,9 +231,11 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
                                 gpus_per_actor=gpus_per_actor, address=address)
     runner = _Runner(model, settings, n_process=n_process, batch_size=batch_size)
     writer = Writer(output, output_format, resume=resume)
-    done = set(writer.done)
+    # What OUTPUT and the error file hold, per key and count: the n-th record with a repeated id is
+    # skipped only if n records with that id were done (ids repeat in PubMed baseline + update files).
+    done = Counter(writer.done)
     if resume:
-        done |= read_error_keys(errors)
+        done.update(read_error_keys(errors))
     stats = AnnotateStats()
     err_file = open(errors, "a", encoding="utf8")
     bar = None
@@ -235,7 +245,13 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
 
         def todo() -> Iterator[List[Union[Record, BadRecord]]]:
             for buffer in buffers(records, buffer_size):
-                left = [r for r in buffer if record_key(r) not in done]
+                left = []
+                for r in buffer:
+                    key = record_key(r)
+                    if done[key] > 0:
+                        done[key] -= 1
+                    else:
+                        left.append(r)
                 stats.skipped += len(buffer) - len(left)
                 if left:
                     yield left
@@ -317,18 +333,25 @@ def _run_buffer(nlp: "Language", buffer: List[Union[Record, BadRecord]],
 
 
 _WORKER_NLP: Optional["Language"] = None
+_WORKER_ERROR: Optional[BaseException] = None
 
 
 def _init_worker(model: str, settings: Dict[str, Any]) -> None:
-    global _WORKER_NLP
+    """Load the pipeline in a worker; a failure is kept and raised by the first task (in the parent's
+    ``get()``), not raised here, where ``multiprocessing.Pool`` would respawn the worker for ever."""
+    global _WORKER_NLP, _WORKER_ERROR
     import torch
 
     torch.set_num_threads(1)
-    _WORKER_NLP = prepare_pipeline(model, **settings)
+    try:
+        _WORKER_NLP = prepare_pipeline(model, **settings)
+    except Exception as err:  # noqa: BLE001
+        _WORKER_ERROR = err
 
 
 def _work(buffer: List[Union[Record, BadRecord]], batch_size: int):
-    assert _WORKER_NLP is not None
+    if _WORKER_NLP is None:
+        raise _WORKER_ERROR or RuntimeError("the worker has no pipeline")
     return _run_buffer(_WORKER_NLP, buffer, batch_size)
 
 

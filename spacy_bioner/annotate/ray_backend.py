@@ -137,7 +137,7 @@ def annotate_ray(model: Union[str, Path], input_path: Path, output: Path, *, set
     ray = require_ray()
     folder = shard_folder(output)
     records = read_records(input_path, fmt=fmt, id_field=id_field, text_field=text_field,
-                           max_chars=settings.get("max_chars", 1_000_000))
+                           max_chars=settings.get("max_chars", 1_000_000), exclude=(output, errors, folder))
     if not resume and folder.exists():
         for stale in folder.iterdir():
             stale.unlink()

@@ -4,12 +4,12 @@ from typing import Any, Dict, Iterator, List
 
 import typer
 
-from ..errors import (BackboneNotFoundError, ConfigNotFoundError, CorpusConfigError, CorpusFormatError,
-                      GPUUnavailableError, ModelLoadError, config_problem)
+from ..errors import (BackboneNotFoundError, ConfigNotFoundError, ConfigValueError, CorpusConfigError,
+                      CorpusFormatError, GPUUnavailableError, ModelLoadError, config_problem)
 
 #: Errors that mean "bad input": shown as one line, exit code 1.
 INPUT_ERRORS = (CorpusFormatError, CorpusConfigError, BackboneNotFoundError, ConfigNotFoundError,
-                FileNotFoundError, GPUUnavailableError, ModelLoadError)
+                FileNotFoundError, GPUUnavailableError, ModelLoadError, ConfigValueError)
 #: Let a command take ``--section.key value`` options it does not declare.
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 

@@ -155,7 +155,7 @@ def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, 
 
     nlp (Language): the pipeline.
     gpu_id (int): GPU index, -1 for CPU (int8 is CPU only: a one-line error on a GPU).
-    length_buckets (float): bucket ratio for transformers trained without one (0: off).
+    length_buckets (float): bucket ratio for every transformer, overriding the config's (0: off).
     int8 (bool): dynamic int8 quantization of the transformers' Linear layers.
     RETURNS (Dict[str, Any]): what was applied, for the metrics.
     """
@@ -168,7 +168,7 @@ def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, 
     except ValueError as err:
         raise ModelLoadError(str(err)) from None
     quantized = quantize_int8(nlp) if int8 else 0
-    return {"length_buckets": length_buckets, "length_buckets_added": patched, "int8": bool(int8),
+    return {"length_buckets": length_buckets, "length_buckets_set": patched, "int8": bool(int8),
             "int8_modules": quantized}
 
 
@@ -222,7 +222,7 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     batch_size (int): Docs per ``nlp.pipe`` batch.
     n_bootstrap (int): bootstrap resamples for the F1 interval (0: none).
     seed (int): bootstrap seed.
-    length_buckets (float): length-bucket ratio for transformers trained without one (0: off).
+    length_buckets (float): length-bucket ratio for every transformer, overriding the config's (0: off).
     int8 (bool): int8 dynamic quantization of the transformers (CPU; not bit-identical).
     noise (Sequence[str]): noise kinds to score on too (``metrics["robustness"]``).
     noise_train (Optional[Path]): corpus whose mentions ``swap`` draws (None: the test set's own).

@@ -16,6 +16,8 @@ asked for. The patch is an instance ``forward`` on the Hugging Face module: its
 """
 from typing import Any, List, Sequence
 
+from ..errors import ConfigValueError
+
 #: Attribute on the patched Hugging Face module holding its bucket settings.
 PATCH_ATTR = "_bioner_length_buckets"
 
@@ -42,7 +44,7 @@ def check_ratio(ratio: float, *, allow_off: bool = True) -> None:
     """A bucket ratio in (0, 1], or 0 (off) where ``allow_off``; anything else is a ValueError."""
     if (allow_off and ratio == 0) or 0 < ratio <= 1:
         return
-    raise ValueError(f"length_buckets must be {'0 (off) or ' if allow_off else ''}in (0, 1], got {ratio}")
+    raise ConfigValueError(f"length_buckets must be {'0 (off) or ' if allow_off else ''}in (0, 1], got {ratio}")
 
 
 def padded_cost(lengths: Sequence[int], groups: Sequence[Sequence[int]]) -> int:
@@ -75,6 +77,9 @@ def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         return plain(self, *args, **kwargs)
     if mask.device.type != "cpu" and not on_gpu:
         return plain(self, *args, **kwargs)
+    config = getattr(self, "config", None)
+    if kwargs.get("output_attentions") or getattr(config, "output_attentions", False):
+        return plain(self, *args, **kwargs)  # [rows, heads, positions, positions]: not merged across buckets
     lengths = mask.sum(dim=1).tolist()
     groups = length_groups(lengths, ratio=ratio)
     if len(groups) < 2 or padded_cost(lengths, groups) >= 0.95 * mask.numel():
@@ -88,6 +93,8 @@ def _bucketed(self: Any, plain: Any, kwargs: dict, groups: List[List[int]]) -> A
 
     mask = kwargs["attention_mask"]
     n_rows, width = mask.shape
+    if "use_cache" not in kwargs and getattr(getattr(self, "config", None), "use_cache", False):
+        kwargs = {**kwargs, "use_cache": False}  # decoders' key/value caches differ in width per bucket
     outputs = []
     spans = []
     for group in groups:
@@ -118,6 +125,8 @@ def _bucketed(self: Any, plain: Any, kwargs: dict, groups: List[List[int]]) -> A
 
     merged = type(outputs[0])()
     for key in outputs[0].keys():
+        if key == "past_key_values":
+            continue
         value = merge([out[key] for out in outputs])
         if value is not None:
             merged[key] = value

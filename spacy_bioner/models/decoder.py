@@ -54,6 +54,7 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
+from ..errors import ConfigValueError
 from .backbones import resolve_backbone
 from .heads import POOLING_MODES, subword_pooling
 
@@ -231,9 +232,9 @@ def decoder_tagger(
     from spacy_transformers.layers.hf_wrapper import HFWrapper
 
     if pooling not in POOLING_MODES:
-        raise ValueError(f"{ARCHITECTURE}: unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        raise ConfigValueError(f"{ARCHITECTURE}: unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if window < 1 or not 0 < stride <= window:
-        raise ValueError(f"{ARCHITECTURE}: need 0 < stride <= window, got window {window}, stride {stride}")
+        raise ConfigValueError(f"{ARCHITECTURE}: need 0 < stride <= window, got window {window}, stride {stride}")
     tok_cfg = {"use_fast": True, **dict(tokenizer_config or {})}
     trf_cfg = dict(transformer_config or {})
     n_encoders = 2 if bidirectional and not shared_weights else 1

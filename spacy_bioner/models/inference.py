@@ -31,21 +31,20 @@ def torch_modules(nlp: "Language") -> Iterator[Any]:
 
 
 def add_length_buckets(nlp: "Language", *, ratio: float = 0.8) -> int:
-    """Length buckets on every transformer that has no bucket setting of its own.
+    """Set the length-bucket ratio of every transformer in a loaded pipeline (it overrides the config's).
 
     nlp (Language): a loaded pipeline.
-    ratio (float): bucket ratio; 0 leaves the pipeline as it is.
-    RETURNS (int): modules patched.
+    ratio (float): bucket ratio; 0 turns buckets off (also for ``TransformerModel.v3`` pipelines).
+    RETURNS (int): modules set.
     """
     check_ratio(ratio)
-    if not ratio:
-        return 0
-    patched = 0
+    count = 0
     for module in torch_modules(nlp):
-        if not hasattr(module, PATCH_ATTR) and _is_transformer(module):
-            enable_length_buckets(module, ratio=ratio)
-            patched += 1
-    return patched
+        if _is_transformer(module):
+            _, on_gpu = getattr(module, PATCH_ATTR, (0.0, False))
+            enable_length_buckets(module, ratio=ratio, on_gpu=on_gpu)
+            count += 1
+    return count
 
 
 def quantize_int8(nlp: "Language") -> int:
@@ -64,6 +63,8 @@ def quantize_int8(nlp: "Language") -> int:
         if param is not None and param.device.type != "cpu":
             raise ValueError("int8 quantization is for CPU inference; drop --int8 on a GPU "
                              "(use mixed precision there)")
+        if not any(isinstance(m, torch.nn.Linear) for m in module.modules()):
+            continue  # e.g. GPT-2's Conv1D layers: nothing dynamic quantization can take
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notice pointing at torchao
             torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)

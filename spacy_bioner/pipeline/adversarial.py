@@ -42,6 +42,7 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Config
 
+from ..errors import ConfigValueError
 from ..training.adversarial import check_settings
 
 DEFAULT_CONFIG = """
@@ -178,7 +179,7 @@ class AdversarialTraining(Pipe):
     def transformer(self) -> Any:
         """The transformer component this one perturbs."""
         if self.transformer_name not in self.nlp.component_names:
-            raise ValueError(f"{self.name}: no component {self.transformer_name!r} in the pipeline "
+            raise ConfigValueError(f"{self.name}: no component {self.transformer_name!r} in the pipeline "
                              f"({', '.join(self.nlp.component_names)}); set components.{self.name}.transformer")
         return self.nlp.get_pipe(self.transformer_name)
 

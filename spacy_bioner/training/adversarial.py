@@ -19,6 +19,8 @@ torch is imported inside the functions: light commands never load it through her
 """
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..errors import ConfigValueError
+
 NORMS = ("linf", "l2")
 SCOPES = ("token", "sequence", "batch")
 TARGETS = ("word", "embeddings")
@@ -40,21 +42,21 @@ def check_settings(*, epsilon: float, alpha: Optional[float] = None, steps: int 
     target (str): ``word`` (word embeddings only) or ``embeddings`` (the embedding block's output).
     """
     if not epsilon > 0:
-        raise ValueError(f"adversarial: epsilon must be > 0, got {epsilon}")
+        raise ConfigValueError(f"adversarial: epsilon must be > 0, got {epsilon}")
     if alpha is not None and not alpha > 0:
-        raise ValueError(f"adversarial: alpha (step size) must be > 0, got {alpha}")
+        raise ConfigValueError(f"adversarial: alpha (step size) must be > 0, got {alpha}")
     if int(steps) != steps or steps < 1:
-        raise ValueError(f"adversarial: steps must be an integer >= 1, got {steps}")
+        raise ConfigValueError(f"adversarial: steps must be an integer >= 1, got {steps}")
     if norm not in NORMS:
-        raise ValueError(f"adversarial: norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        raise ConfigValueError(f"adversarial: norm must be one of {', '.join(NORMS)}, got {norm!r}")
     if per not in SCOPES:
-        raise ValueError(f"adversarial: per must be one of {', '.join(SCOPES)}, got {per!r}")
+        raise ConfigValueError(f"adversarial: per must be one of {', '.join(SCOPES)}, got {per!r}")
     if not weight >= 0:
-        raise ValueError(f"adversarial: weight must be >= 0, got {weight}")
+        raise ConfigValueError(f"adversarial: weight must be >= 0, got {weight}")
     if int(warmup_steps) != warmup_steps or warmup_steps < 0:
-        raise ValueError(f"adversarial: warmup_steps must be an integer >= 0, got {warmup_steps}")
+        raise ConfigValueError(f"adversarial: warmup_steps must be an integer >= 0, got {warmup_steps}")
     if target not in TARGETS:
-        raise ValueError(f"adversarial: target must be one of {', '.join(TARGETS)}, got {target!r}")
+        raise ConfigValueError(f"adversarial: target must be one of {', '.join(TARGETS)}, got {target!r}")
 
 
 def l2_norms(tensors: Sequence[Any], *, per: str) -> List[Any]:
@@ -245,7 +247,7 @@ def embedding_layer(module: Any, *, target: str = "word") -> Any:
     if target == "embeddings":
         block = getattr(module, "embeddings", None)
         if block is None:
-            raise ValueError(f"adversarial: {type(module).__name__} has no `embeddings` block; "
+            raise ConfigValueError(f"adversarial: {type(module).__name__} has no `embeddings` block; "
                              "use target = \"word\"")
         return block
     raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from thinc.api import Config
 
-from ..errors import ConfigNotFoundError
+from ..errors import ConfigNotFoundError, ConfigValueError
 from ..models.backbones import resolve_backbone
 
 #: The configs that ship inside the package (``configs/`` in a clone links here).
@@ -141,7 +141,7 @@ def inline_decoder(config: Config) -> Config:
                  if str(components.get(name, {}).get("model", {}).get("tok2vec", {}).get("@architectures", ""))
                  .startswith(LISTENER_PREFIX)]
     if not listeners:
-        raise ValueError(f"the decoder backbone ({block['@architectures']}) needs an entity head that listened to "
+        raise ConfigValueError(f"the decoder backbone ({block['@architectures']}) needs an entity head that listened to "
                          f"the transformer (--head tagger or --head ner); pipeline: {pipeline}")
     for name in listeners:
         components[name]["model"]["tok2vec"] = Config(block).copy()
@@ -157,6 +157,10 @@ def add_adversarial(config: Config, adversarial: Config) -> Config:
     RETURNS (Config): a new config; its pipeline runs the component after the last
         component listening to the transformer (the heads), before ``doc_cleaner``.
     """
+    if "transformer" not in config["nlp"]["pipeline"]:
+        raise ConfigValueError("adversarial training perturbs the `transformer` component's embeddings; this "
+                               f"pipeline has none ({config['nlp']['pipeline']}: a decoder backbone or tok2vec "
+                               "config). Use an encoder backbone with the transformer base config")
     merged = Config(config).copy().merge(adversarial)
     names = [name for name in adversarial.get("components", {})]
     pipeline = [name for name in merged["nlp"]["pipeline"] if name not in names]
