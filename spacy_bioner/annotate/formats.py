@@ -327,6 +327,11 @@ def escape(text: str) -> str:
     return _escape(text, {"\r": "&#13;"})
 
 
+def error_line(record: BadRecord) -> str:
+    """One line of the error file: ``{"source", "id", "error"}``."""
+    return json.dumps({"source": record.source, "id": record.id, "error": record.error}, ensure_ascii=False) + "\n"
+
+
 def jsonl_record(record: AnnotatedRecord) -> Dict[str, Any]:
     return {"id": record.id, "source": record.source,
             "entities": [{"start": s, "end": e, "label": label, "text": text} for s, e, label, text in record.entities]}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from ..types import AnnotatedRecord, BadRecord, CharEntity, Record
-from .formats import OUTPUT_FORMATS, Writer, read_records
+from .formats import OUTPUT_FORMATS, Writer, error_line, read_records
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -259,8 +259,7 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
         for results, words in runner.map(todo()):
             for result in results:
                 if isinstance(result, BadRecord):
-                    err_file.write(json.dumps({"source": result.source, "id": result.id, "error": result.error},
-                                              ensure_ascii=False) + "\n")
+                    err_file.write(error_line(result))
                     stats.errors += 1
                 else:
                     writer.write(result)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 from ..types import AnnotatedRecord, BadRecord, Passage, Record
-from .formats import Writer, read_records
+from .formats import Writer, error_line, read_records
 
 RAY_HINT = 'the ray backend needs Ray: pip install "spacy-bioner[ray]" (or pip install "ray[data]")'
 
@@ -82,8 +82,7 @@ def make_shards(records: Iterator[Union[Record, BadRecord]], folder: Path, *, sh
 
     for record in records:
         if isinstance(record, BadRecord):
-            bad.append(json.dumps({"source": record.source, "id": record.id, "error": record.error},
-                                  ensure_ascii=False) + "\n")
+            bad.append(error_line(record))
         else:
             lines.append(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
         if len(lines) + len(bad) >= shard_size:
@@ -120,8 +119,7 @@ class ShardAnnotator:
             results, words = annotate_records(self.nlp, records, batch_size=self.batch_size) if records else ([], 0)
             good = [json.dumps(record_to_json(r), ensure_ascii=False) + "\n"
                     for r in results if isinstance(r, AnnotatedRecord)]
-            bad = [json.dumps({"source": r.source, "id": r.id, "error": r.error}, ensure_ascii=False) + "\n"
-                   for r in results if isinstance(r, BadRecord)]
+            bad = [error_line(r) for r in results if isinstance(r, BadRecord)]
             write_atomic(self.folder / f"errors-{name}.jsonl", bad)
             write_atomic(out_path, good)  # last: its existence marks the shard done
             words_out.append(words)
