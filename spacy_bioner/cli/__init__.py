@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 #: Commands that read and write corpora and scores only: they run without torch.
-LIGHT_COMMANDS = frozenset({"convert", "export", "stats", "score", "assets", "configs"})
+LIGHT_COMMANDS = frozenset({"convert", "export", "stats", "score", "assets", "configs", "sweep-report"})
 
 
 class _NoTorch(importlib.abc.MetaPathFinder):
@@ -60,6 +60,7 @@ from . import configs as _configs  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401
 from . import annotate as _annotate  # noqa: E402,F401
+from . import sweep as _sweep  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
 
 

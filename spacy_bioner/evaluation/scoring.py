@@ -277,6 +277,43 @@ def bootstrap_f1(pairs: Sequence[SentencePair], *, n_samples: int = 1000, seed: 
     return {"low": float(low), "high": float(high), "n_samples": int(n_samples), "seed": seed}
 
 
+def bootstrap_by_type(pairs: Sequence[SentencePair], *, n_samples: int = 1000, seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """95 % confidence interval of strict F1 per entity type (sentences resampled with replacement).
+
+    The same sentence resamples serve every type, so the intervals are comparable.
+    RETURNS (Dict[str, Dict[str, float]]): ``label → {"f", "low", "high"}``.
+    """
+    labels = sorted({s[2] for p in pairs for s in (*p.gold, *p.pred)})
+    if not pairs or not labels or n_samples <= 0:
+        return {}
+    index = {label: i for i, label in enumerate(labels)}
+    counts = np.zeros((len(pairs), len(labels), 3), dtype=np.float64)  # tp, n_pred, n_gold
+    for row, p in enumerate(pairs):
+        for span in set(p.gold) & set(p.pred):
+            counts[row, index[span[2]], 0] += 1
+        for span in p.pred:
+            counts[row, index[span[2]], 1] += 1
+        for span in p.gold:
+            counts[row, index[span[2]], 2] += 1
+
+    def f1(total: np.ndarray) -> np.ndarray:
+        tp, n_pred, n_gold = total[..., 0], total[..., 1], total[..., 2]
+        prec = np.divide(tp, n_pred, out=np.zeros_like(tp), where=n_pred > 0)
+        rec = np.divide(tp, n_gold, out=np.zeros_like(tp), where=n_gold > 0)
+        return np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(prec), where=(prec + rec) > 0)
+
+    rng = np.random.default_rng(seed)
+    samples = np.empty((n_samples, len(labels)))
+    for start in range(0, n_samples, 100):
+        k = min(100, n_samples - start)
+        idx = rng.integers(0, len(pairs), size=(k, len(pairs)))
+        samples[start : start + k] = f1(counts[idx].sum(axis=1))
+    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
+    point = f1(counts.sum(axis=0))
+    return {label: {"f": float(point[i]), "low": float(low[i]), "high": float(high[i])}
+            for i, label in enumerate(labels)}
+
+
 def score_pairs(pairs: Sequence[SentencePair], *, n_bootstrap: int = 1000, seed: int = 0) -> Dict[str, Any]:
     """Every metric, as the dict written to ``metrics.json``."""
     seq = score_seqeval(pairs)

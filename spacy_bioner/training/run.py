@@ -6,6 +6,7 @@ schedule fitted to its length, and the same record: merged config, steps,
 epochs, wall time, training words/s, peak RSS, peak GPU memory, dev scores.
 """
 import json
+import math
 import resource
 import sys
 import time
@@ -53,6 +54,10 @@ class RunRecord:
     schedule: Dict[str, Any]
     backbone: Optional[str]
     config: Dict[str, Any] = field(repr=False, default_factory=dict)
+    #: The first step whose loss was NaN or infinite (None: every loss was finite).
+    nonfinite_loss_step: Optional[int] = None
+    #: The losses of the last step, per component.
+    final_losses: Dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -144,6 +149,8 @@ def run_training(
         schedule=plan.to_dict(),
         backbone=backbone,
         config=json.loads(json.dumps(config, default=str)),
+        nonfinite_loss_step=progress.get("nonfinite_loss_step"),
+        final_losses=progress.get("final_losses", {}),
     )
     record.to_disk(output_dir / RUN_RECORD)
     return record
@@ -224,12 +231,17 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
     with nlp.select_pipes(disable=frozen):
         log_step, finalize_logger = T["logger"](nlp, stdout, stderr)
     progress: Dict[str, Any] = {"steps": 0, "epoch": 0, "words": 0, "seconds": 0.0, "best_step": None,
-                                "best_scores": {}, "learn_rates": {0: _rate(optimizer)}}
+                                "best_scores": {}, "learn_rates": {0: _rate(optimizer)},
+                                "nonfinite_loss_step": None, "final_losses": {}}
     start = time.perf_counter()
     try:
         for _batch, info, is_best in iterator:
             progress.update(steps=info["step"] + 1, epoch=info["epoch"], words=info["words"],
                             seconds=time.perf_counter() - start)
+            losses = {name: float(value) for name, value in (info.get("losses") or {}).items()}
+            progress["final_losses"] = losses
+            if progress["nonfinite_loss_step"] is None and not all(math.isfinite(v) for v in losses.values()):
+                progress["nonfinite_loss_step"] = info["step"]
             # the rate the next step will use (step_schedules has run)
             progress["learn_rates"][info["step"] + 1] = _rate(optimizer)
             if is_best is not None:

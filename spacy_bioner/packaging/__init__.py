@@ -1,0 +1,1 @@
+"""Packaging: a trained pipeline as a wheel with its model card."""

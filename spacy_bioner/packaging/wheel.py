@@ -1,0 +1,266 @@
+"""The best run of a sweep as a pip-installable wheel with a model card.
+
+``spacy-bioner package-best OUTPUT_DIR`` picks the ``ok`` run with the best dev
+F1, scores it on dev and test (strict P/R/F1 overall and per type, each with a
+95 % bootstrap interval), writes the model card into ``meta.json`` and
+``README.md`` and runs ``spacy package --build wheel``. spaCy adds the packages
+whose registered code the pipeline uses (spacy-bioner, spacy-transformers) to
+the wheel's requirements; spacy-bioner is not on PyPI, so its own wheel is built
+into the same folder, and ``pip install --find-links packages/ packages/en_….whl``
+works on a machine that has only the package registry and that folder.
+"""
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .. import __version__
+from ..errors import ConfigValueError, ModelLoadError
+
+#: Licences of the shipped corpora, as stated by their sources (../shared/corpora/SOURCES.md).
+CORPUS_LICENCES = {
+    "MTL-": "CC BY 4.0 (MTL-Bioinformatics-2016 materials; see the original corpus' terms)",
+    "MTL-BioNLP11ID-IOB": "GENIA Project licence (annotations CC BY 3.0)",
+    "MTL-JNLPBA": "GENIA Project licence (annotations CC BY 3.0)",
+    "BioBERT-": "no licence stated for the data (see the original corpus' terms)",
+    "PharmaCoNER-": "no data licence stated (see the original corpus' terms)",
+}
+#: Where each shipped corpus comes from.
+CORPUS_URLS = {
+    "MTL-": "https://github.com/cambridgeltl/MTL-Bioinformatics-2016",
+    "BioBERT-": "https://github.com/BioMedBERT/biomedbert",
+    "PharmaCoNER-": "https://github.com/CongSun-dlut/PharmaCoNER",
+}
+
+
+def _lookup(table: Dict[str, str], corpus: str) -> Optional[str]:
+    if corpus in table:
+        return table[corpus]
+    prefixes = [p for p in table if p.endswith("-") and corpus.startswith(p)]
+    return table[max(prefixes, key=len)] if prefixes else None
+
+
+def corpus_licence(corpus: str, *, given: Optional[str] = None) -> str:
+    """The corpus' licence: the grid's ``corpus.license``, else the known one, else a pointer."""
+    return given or _lookup(CORPUS_LICENCES, corpus) or "unknown: check the corpus' own licence before use"
+
+
+def package_name(record: Dict[str, Any]) -> str:
+    """``bioner_<corpus>_<model>``, lower case, as spaCy wants package names."""
+    corpus = re.sub(r"^(mtl|biobert)[-_]", "", str(record.get("corpus", "corpus")).lower())
+    corpus = re.sub(r"[-_]iob(es)?$", "", corpus)
+    name = f"bioner_{corpus}_{record.get('model', 'model')}".lower()
+    return re.sub(r"[^a-z0-9_]+", "_", name).strip("_")
+
+
+def score_split(model: Path, data: Path, *, n_bootstrap: int, seed: int = 0) -> Dict[str, Any]:
+    """Strict P/R/F1 of ``model`` on ``data``, overall and per type, with 95 % bootstrap intervals."""
+    from ..evaluation.predict import evaluate_model
+    from ..evaluation.scoring import bootstrap_by_type
+
+    pairs, metrics = evaluate_model(model, data, n_bootstrap=n_bootstrap, seed=seed)
+    by_type = bootstrap_by_type(pairs, n_samples=n_bootstrap, seed=seed)
+    per_type = {}
+    for label, scores in sorted((metrics.get("ents_per_type") or {}).items()):
+        ci = by_type.get(label, {})
+        per_type[label] = {"p": scores["p"], "r": scores["r"], "f": scores["f"],
+                           "f_low": ci.get("low"), "f_high": ci.get("high")}
+    return {"p": metrics["ents_p"], "r": metrics["ents_r"], "f": metrics["ents_f"],
+            "f_low": metrics["bootstrap"]["low"], "f_high": metrics["bootstrap"]["high"],
+            "n_bootstrap": n_bootstrap, "per_type": per_type, "n_sentences": metrics["n_sentences"],
+            "n_gold": metrics["n_gold"], "words_per_second": metrics["words_per_second"]}
+
+
+def model_card(record: Dict[str, Any], *, dev: Dict[str, Any], test: Optional[Dict[str, Any]], labels: List[str],
+               licence: str, hardware: Dict[str, Any], config: Dict[str, Any]) -> Dict[str, Any]:
+    """What the card says, as the ``bioner`` block of meta.json."""
+    training = config.get("training", {})
+    rate = training.get("optimizer", {}).get("learn_rate")
+    return {
+        "backbone": record.get("backbone_resolved") or record.get("backbone") or record.get("base"),
+        "backbone_config": record.get("backbone"), "base_config": record.get("base"), "head": record.get("head"),
+        "corpus": record.get("corpus"), "corpus_license": licence,
+        "corpus_url": _lookup(CORPUS_URLS, str(record.get("corpus"))),
+        "entity_types": labels, "dev": dev, "test": test,
+        "hyperparameters": {
+            **record.get("fixed", {}), **record.get("params", {}),
+            "learn_rate": record.get("learn_rate"), "batch_size_sentences": record.get("batch_size"),
+            "schedule": rate if isinstance(rate, dict) else None, "dropout": training.get("dropout"),
+            "max_steps": training.get("max_steps"), "seed": record.get("seed"),
+        },
+        "training": {"steps": record.get("steps"), "epochs": record.get("epochs"),
+                     "best_step": record.get("best_step"), "wall_seconds": record.get("wall_seconds"),
+                     "train_words_per_second": record.get("train_words_per_second"),
+                     "peak_rss_mib": record.get("peak_rss_mib"), "peak_gpu_mib": record.get("peak_gpu_mib"),
+                     "hardware": hardware},
+        "sweep_run_id": record.get("run_id"), "spacy_bioner_version": __version__,
+    }
+
+
+def _pct(x: Optional[float]) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def card_markdown(name: str, version: str, card: Dict[str, Any]) -> str:
+    """README.md of the wheel: what it is, how to install and use it, its scores and how it was trained."""
+    lines = [f"# {name} {version}", "",
+             f"Biomedical named-entity recognizer for **{', '.join(card['entity_types']) or 'entities'}**, "
+             f"trained with [spacy-bioner](https://github.com/) on **{card['corpus']}** "
+             f"(licence: {card['corpus_license']}) with the backbone **{card['backbone']}** and the "
+             f"`{card.get('head') or 'ner'}` head.", "",
+             "## Install and use", "", "```bash",
+             "pip install torch   # first: the CPU or CUDA build you want (a bare `torch` may pull CUDA wheels)",
+             f"pip install --find-links . {name}-{version}-py3-none-any.whl   # from the folder with both wheels",
+             "```", "", "```python", "import spacy", f'nlp = spacy.load("{name}")',
+             'doc = nlp("BRCA1 mutations cause hereditary breast cancer.")',
+             "print([(e.text, e.label_) for e in doc.ents])", "```", "",
+             "## Scores", "",
+             "spaCy's strict entity scores (%), 95 % bootstrap intervals over sentences "
+             f"({card['dev']['n_bootstrap']} resamples).", "",
+             "| split | type | P | R | F1 (95 % CI) |", "|---|---|---:|---:|---|"]
+    for split in ("dev", "test"):
+        scores = card.get(split)
+        if not scores:
+            continue
+        rows = [("all", scores)] + list(scores["per_type"].items())
+        for label, s in rows:
+            lines.append(f"| {split} | {label} | {_pct(s['p'])} | {_pct(s['r'])} | {_pct(s['f'])} "
+                         f"({_pct(s.get('f_low'))}–{_pct(s.get('f_high'))}) |")
+    hp = card["hyperparameters"]
+    tr = card["training"]
+    hw = tr.get("hardware") or {}
+    lines += ["", "The model was selected by dev F1 among the runs of a sweep; test scores were never used to "
+              "choose it.", "", "## Training", "",
+              "| setting | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in hp.items() if v is not None and not isinstance(v, dict)]
+    lines += [f"| steps (epochs) | {tr.get('steps')} ({tr.get('epochs')}) |",
+              f"| wall time | {tr.get('wall_seconds') or 0:.0f} s |",
+              f"| train words/s | {tr.get('train_words_per_second') or 0:.0f} |",
+              f"| peak RSS | {tr.get('peak_rss_mib') or 0:.0f} MiB |"]
+    if tr.get("peak_gpu_mib"):
+        lines.append(f"| peak GPU memory | {tr['peak_gpu_mib']:.0f} MiB |")
+    lines += [f"| hardware | {hw.get('gpu') or 'CPU'}; {hw.get('cpus')} CPUs ({hw.get('cpu')}), {hw.get('platform')} |",
+              f"| sweep run | `{card.get('sweep_run_id')}` |", f"| spacy-bioner | {card['spacy_bioner_version']} |",
+              "", "## Data and licence", "",
+              f"Corpus: {card['corpus']}" + (f" ({card['corpus_url']})" if card.get("corpus_url") else "")
+              + f". Licence: {card['corpus_license']}. The model inherits the terms of its training data and "
+              "of its backbone's weights.", ""]
+    return "\n".join(lines)
+
+
+def project_root() -> Optional[Path]:
+    """The source tree spacy-bioner was installed from (a clone), or None for an installed wheel."""
+    root = Path(__file__).resolve().parent.parent.parent
+    return root if (root / "setup.cfg").is_file() and (root / "spacy_bioner").is_dir() else None
+
+
+def build_own_wheel(dest: Path) -> Optional[Path]:
+    """spacy-bioner's own wheel in ``dest`` (spacy-bioner is not on PyPI); None when not in a clone."""
+    root = project_root()
+    if root is None:
+        return None
+    for old in dest.glob("spacy_bioner-*.whl"):
+        old.unlink()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dest),
+                    str(root)], check=True, capture_output=True, text=True)
+    return next(dest.glob("spacy_bioner-*.whl"))
+
+
+def package_run(record: Dict[str, Any], packages_dir: Path, *, name: Optional[str] = None, version: str = "0.1.0",
+                dev: Optional[Path] = None, test: Optional[Path] = None, n_bootstrap: int = 1000,
+                licence: Optional[str] = None, own_wheel: bool = True) -> Dict[str, Any]:
+    """Package one sweep run's ``model-best`` as a wheel with its model card.
+
+    record (Dict[str, Any]): the run's record from ``sweep.jsonl``.
+    packages_dir (Path): where the wheels go (``spacy package`` folders too).
+    name (Optional[str]): package name without ``en_`` (default: ``bioner_<corpus>_<model>``).
+    version (str): package version.
+    dev (Optional[Path]) / test (Optional[Path]): splits to score (default: the run's own).
+    n_bootstrap (int): bootstrap resamples of the intervals.
+    licence (Optional[str]): the corpus' licence, when the known table does not have it.
+    own_wheel (bool): also build spacy-bioner's wheel into ``packages_dir``.
+    RETURNS (Dict[str, Any]): ``wheel``, ``spacy_bioner_wheel``, ``package`` (spacy's name) and ``card``.
+    """
+    spec = json.loads((Path(record["run_dir"]) / "spec.json").read_text(encoding="utf8"))
+    model = Path(record.get("model_best") or Path(record["run_dir"]) / "model" / "model-best")
+    if not (model / "config.cfg").is_file():
+        raise ModelLoadError(f"{model}: the best run's model-best is missing (was the run folder moved or deleted?)")
+    dev = dev or Path(spec["dev"])
+    test = test or (Path(spec["test"]) if spec.get("test") else None)
+    name = name or package_name(record)
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ConfigValueError(f"--name {name}: use lower-case letters, digits and underscores")
+    from spacy.util import load_config
+
+    config = load_config(model / "config.cfg", interpolate=False)
+    meta = json.loads((model / "meta.json").read_text(encoding="utf8"))
+    labels = sorted((meta.get("labels") or {}).get(next((c for c in ("ner", "bioner_tagger")
+                                                         if c in (meta.get("labels") or {})), ""), []))
+    dev_scores = score_split(model, dev, n_bootstrap=n_bootstrap)
+    test_scores = score_split(model, test, n_bootstrap=n_bootstrap) if test and test.exists() else None
+    labels = labels or sorted(dev_scores["per_type"])
+    card = model_card(record, dev=dev_scores, test=test_scores, labels=labels,
+                      licence=corpus_licence(str(record.get("corpus")), given=licence),
+                      hardware=record.get("hardware") or {}, config=config)
+    packages_dir.mkdir(parents=True, exist_ok=True)
+    spacy_bioner_wheel = build_own_wheel(packages_dir) if own_wheel else None
+    full = f"{config['nlp']['lang']}_{name}"
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / full
+        shutil.copytree(model, stage)
+        requirement = f"spacy-bioner>={__version__}"
+        meta.update({
+            "name": name, "version": version,
+            "description": f"Biomedical NER ({', '.join(labels)}) on {record.get('corpus')}, backbone "
+                           f"{card['backbone']}, selected by dev F1 from a spacy-bioner sweep",
+            "license": f"corpus: {card['corpus_license']}",
+            "sources": [s for s in ({"name": str(record.get("corpus")), "url": card.get("corpus_url") or "",
+                                     "license": card["corpus_license"]},
+                                    {"name": str(card["backbone"]), "url": _backbone_url(card["backbone"])}) if s],
+            "performance": {**meta.get("performance", {}),
+                            **({"ents_p": test_scores["p"], "ents_r": test_scores["r"], "ents_f": test_scores["f"],
+                                "ents_per_type": {k: {"p": v["p"], "r": v["r"], "f": v["f"]}
+                                                  for k, v in test_scores["per_type"].items()}}
+                               if test_scores else {})},
+            "requirements": sorted(set(meta.get("requirements") or []) | {requirement}),
+            "bioner": card,
+        })
+        (stage / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf8")
+        (stage / "README.md").write_text(card_markdown(full, version, card), encoding="utf8")
+        proc = subprocess.run([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name",
+                               name, "--version", version, "--build", "wheel", "--force"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise ConfigValueError(f"spacy package failed: {' | '.join(tail)}")
+    wheel = next((packages_dir / f"{full}-{version}" / "dist").glob("*.whl"))
+    shutil.copy2(wheel, packages_dir / wheel.name)
+    (packages_dir / f"{full}-{version}.card.json").write_text(json.dumps(card, indent=2, default=str) + "\n",
+                                                               encoding="utf8")
+    return {"wheel": packages_dir / wheel.name, "spacy_bioner_wheel": spacy_bioner_wheel, "package": full,
+            "card": card, "record": record}
+
+
+def _backbone_url(backbone: Any) -> str:
+    text = str(backbone or "")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
+        return f"https://huggingface.co/{text}"
+    return ""
+
+
+def package_best(output_dir: Path, packages_dir: Path, **kwargs: Any) -> Dict[str, Any]:
+    """Package the ``ok`` run with the best dev F1 of the sweep in ``output_dir`` (see :func:`package_run`)."""
+    from ..evaluation.sweep_report import best_run
+    from ..training.sweep import SweepResults
+
+    results = SweepResults(output_dir)
+    if not results.path.exists():
+        raise FileNotFoundError(f"{output_dir}: no {results.path.name} (run `spacy-bioner sweep GRID {output_dir}`)")
+    best = best_run(results.records())
+    if best is None:
+        raise ConfigValueError(f"{results.path}: no run finished ok, so there is no best model to package")
+    return package_run(best, packages_dir, **kwargs)
