@@ -157,21 +157,25 @@ def test_bad_records_go_to_the_error_file_and_the_job_goes_on(ruler, tmp_path):
     assert stats.errors == 7 and stats.documents == 2
 
 
-def test_a_record_the_pipeline_fails_on_is_isolated(ruler, tmp_path):
+@pytest.mark.parametrize("buffer_size", [None, 1], ids=["in-a-buffer", "alone"])
+def test_a_record_the_pipeline_fails_on_is_isolated(ruler, tmp_path, buffer_size):
+    """In a buffer with others, or alone in its buffer: the record goes to the error file, the rest on."""
     nlp = spacy.load(ruler)
+    name = f"explode_on_boom_{buffer_size}"
 
-    @spacy.Language.component("explode_on_boom")
+    @spacy.Language.component(name)
     def explode(doc):
         if "BOOM" in doc.text:
             raise RuntimeError("boom\nsecond line")
         return doc
 
-    nlp.add_pipe("explode_on_boom")
+    nlp.add_pipe(name)
     nlp.to_disk(tmp_path / "model")
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}, {"id": "b", "text": "BOOM"},
                                               {"id": "c", "text": "breast cancer"}])
     # the worker and this process both need the component: it is registered above, in this process
-    stats = annotate(tmp_path / "model", src, tmp_path / "out.jsonl", progress=False)
+    sizes = {} if buffer_size is None else {"buffer_size": buffer_size}
+    stats = annotate(tmp_path / "model", src, tmp_path / "out.jsonl", progress=False, **sizes)
     assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["a", "c"]
     [err] = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
     assert err["id"] == "b" and "RuntimeError: boom" in err["error"] and "\n" not in err["error"]
@@ -286,23 +290,6 @@ def test_ray_backend_without_ray_says_how_to_install(ruler, tmp_path, monkeypatc
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
     with pytest.raises(ImportError, match=r"pip install \"spacy-bioner\[ray\]\""):
         annotate(ruler, src, tmp_path / "out.jsonl", backend="ray", progress=False)
-
-
-def test_a_lone_failing_record_is_isolated_too(ruler, tmp_path):
-    nlp = spacy.load(ruler)
-
-    @spacy.Language.component("explode_on_boom_alone")
-    def explode(doc):
-        if "BOOM" in doc.text:
-            raise RuntimeError("boom")
-        return doc
-
-    nlp.add_pipe("explode_on_boom_alone")
-    nlp.to_disk(tmp_path / "model")
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}, {"id": "b", "text": "BOOM"},
-                                              {"id": "c", "text": "breast cancer"}])
-    stats = annotate(tmp_path / "model", src, tmp_path / "out.jsonl", buffer_size=1, progress=False)
-    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["a", "c"] and stats.errors == 1
 
 
 def test_workers_that_cannot_load_the_pipeline_fail_with_one_error(tmp_path):

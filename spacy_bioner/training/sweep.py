@@ -377,7 +377,7 @@ def train_and_score(spec: RunSpec, run_dir: Path, *, gpu_id: int = -1) -> Dict[s
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import write_json
     from .config import build_config
-    from .run import run_training
+    from .run import peak_rss_mib, run_training
 
     s = spec.settings()
     overrides = s["overrides"]
@@ -405,14 +405,8 @@ def train_and_score(spec: RunSpec, run_dir: Path, *, gpu_id: int = -1) -> Dict[s
         write_json(metrics, run_dir / "test.json")
         out.update(test_p=metrics["ents_p"], test_r=metrics["ents_r"], test_f=metrics["ents_f"],
                    test_f_low=metrics["bootstrap"]["low"], test_f_high=metrics["bootstrap"]["high"])
-        out["peak_rss_mib"] = max(out["peak_rss_mib"], _peak_rss_mib())
+        out["peak_rss_mib"] = max(out["peak_rss_mib"], peak_rss_mib())
     return out
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _die_with_parent() -> None:
@@ -504,11 +498,11 @@ def execute_run(spec: RunSpec, output_dir: Path, *, gpu_id: int = -1, timeout: O
         error = result.pop("error")
     if error is None and returncode != 0:
         error = f"exit code {returncode}: {last_log_line(run_dir / 'train.log')}"
+    settings = spec.settings()
     record: Dict[str, Any] = {
         "run_id": spec.run_id, "status": "failed" if error else classify(result, diverged_f1=spec.diverged_f1),
         "model": spec.model, "corpus": spec.corpus, "base": spec.base, "backbone": spec.backbone,
-        "head": spec.params.get("head", spec.fixed.get("head", spec.head)),
-        "adversarial": spec.params.get("adversarial", spec.fixed.get("adversarial", spec.adversarial)),
+        "head": settings["head"], "adversarial": settings["adversarial"],
         "seed": spec.params.get(SEED_KEY), "params": spec.params, "fixed": spec.fixed,
         "learn_rate": result.get("learn_rate", _param_like(spec.params, "learn_rate")),
         "batch_size": result.get("batch_size", _param_like(spec.params, "batcher.size")),
@@ -593,19 +587,17 @@ def run_sweep(grid_path: Path, output_dir: Path, *, backend: str = "local", addr
                 run_on_ray(todo, output_dir, write=write, address=address, gpus_per_trial=gpus_per_trial,
                            cpus_per_trial=cpus_per_trial, timeout=timeout)
             else:
-                _run_local(todo, output_dir, write=write, gpu_id=gpu_id, timeout=timeout, progress=progress,
-                           total=len(grid.runs))
+                _run_local(todo, output_dir, write=write, gpu_id=gpu_id, timeout=timeout, progress=progress)
         results.write_csv()
         done = results.load()
     return [done[s.run_id] for s in grid.runs if s.run_id in done]
 
 
 def _run_local(todo: List[RunSpec], output_dir: Path, *, write: Callable[[Dict[str, Any]], None], gpu_id: int,
-               timeout: Optional[float], progress: bool, total: int) -> None:
+               timeout: Optional[float], progress: bool) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(todo, desc="sweep", unit="run", disable=not progress, file=sys.stderr,
-               initial=0, total=len(todo))
+    bar = tqdm(todo, desc="sweep", unit="run", disable=not progress, file=sys.stderr)
     for spec in bar:
         bar.set_postfix_str(spec.run_id[:40])
         record = execute_run(spec, output_dir, gpu_id=gpu_id, timeout=timeout)
