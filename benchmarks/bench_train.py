@@ -15,8 +15,10 @@ numbers come from the run builder's record, ``OUTPUT/run.json``: seconds and
 words/s of the training loop alone (no start-up, config or model loading),
 steps, epochs and peak GPU memory; their prediction words/s and test scores
 come from ``spacy-bioner evaluate``. The HF worker measures the same things
-around ``trainer.train()`` and its own batched prediction (64 sentences per
-batch, sorted by length, padded).
+around ``trainer.train()`` and two predictions of the test split with the
+trained model: a batched forward (64 sentences per batch, sorted by length,
+padded; the ``HF Trainer`` row) and HF's stock ``Trainer.predict`` (batches of
+64 in file order; its own row, same model and scores).
 
 spacy-bioner's learning-rate schedule is fitted by the run builder to
 ``--epochs`` × its batches per epoch, as HF's Trainer fits its own.
@@ -156,6 +158,26 @@ def hf_worker(args: argparse.Namespace) -> None:
         torch.cuda.synchronize(device)
     predict_s = time.perf_counter() - start
     n_test_words = sum(len(words) for words in test_sents)
+
+    # HF's stock prediction: Trainer.predict over the encoded test set (file order, DataCollatorForTokenClassification
+    # padding each batch of 64 to its longest), then the same first-subword tags. Encoding is not timed.
+    rows = [i for i, words in enumerate(test_sents) if words]
+    encoded = [tokenizer(test_sents[i], is_split_into_words=True, truncation=True, max_length=512) for i in rows]
+    features = [dict(enc) for enc in encoded]
+    trainer.args.per_device_eval_batch_size = HF_PREDICT_BATCH
+    start = time.perf_counter()
+    best = trainer.predict(features).predictions.argmax(-1)
+    agree = 0
+    for row, (i, enc) in enumerate(zip(rows, encoded)):
+        tags, seen = ["O"] * len(test_sents[i]), set()
+        for pos, w in enumerate(enc.word_ids()):
+            if w is not None and w not in seen:
+                seen.add(w)
+                tags[w] = labels[int(best[row, pos])]
+        agree += tags == predicted[i]
+    if on_gpu:
+        torch.cuda.synchronize(device)
+    trainer_predict_s = time.perf_counter() - start
     with open(args.pred, "w", encoding="utf8") as f:
         for words, tags in zip(test_sents, predicted):
             f.write("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n")
@@ -164,6 +186,8 @@ def hf_worker(args: argparse.Namespace) -> None:
         "peak_gpu_mib": peak_gpu_mib,
         "predict_peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else None,
         "predict_s": predict_s, "predict_words_per_s": n_test_words / predict_s if predict_s else None,
+        "trainer_predict_s": trainer_predict_s, "trainer_predict_words_per_s": n_test_words / trainer_predict_s,
+        "trainer_predict_same_tags": agree / max(len(rows), 1),
         "device": str(device), "labels": labels, "n_train_sentences": len(train),
     }))
 
@@ -315,6 +339,10 @@ def main() -> None:
                          "peak_gpu_mib": rec["peak_gpu_mib"], "predict_peak_gpu_mib": rec["predict_peak_gpu_mib"],
                          "predict_words_per_s": rec["predict_words_per_s"], "steps": rec["steps"],
                          "epochs": rec["epochs"], **score(files["test"], pred)})
+            rows.append({"system": f"HF Trainer.predict ({short}; same model, batch {HF_PREDICT_BATCH} in file order)",
+                         "wall_s": None, "peak_rss_mib": None, "predict_words_per_s": rec["trainer_predict_words_per_s"],
+                         "same_tags_as_sorted_forward": rec["trainer_predict_same_tags"],
+                         **{k: rows[-1][k] for k in ("p", "r", "f")}})
         if "tok2vec" in systems:
             row = spacy_bioner_run(py, "tok2vec", tmp / "tok2vec", data["test"], tmp / "t2v.json", args.gpu_id,
                                    "model-best", corpora + ["--training.max_steps", str(args.tok2vec_steps)])
@@ -334,13 +362,21 @@ def main() -> None:
               f"| {100 * r['p']:.2f} | {100 * r['r']:.2f} | {100 * r['f']:.2f} |")
     print("\n" + "; ".join(f"{r['system']}: {r.get('steps')} steps, {fmt(r.get('epochs'), '.2f')} epochs"
                             for r in rows if r.get("steps")))
-    hf = next((r for r in rows if r["system"].startswith("HF")), None)
+    hf = next((r for r in rows if r["system"].startswith("HF Trainer (")), None)
+    hf_predict = next((r for r in rows if r["system"].startswith("HF Trainer.predict")), None)
     if hf:
         for r in rows:
-            if r is not hf and not r["system"].startswith("tok2vec"):
-                ratios = [f"{what} {r[key] / hf[key]:.2f}× HF" for what, key in
-                          (("train", "train_words_per_s"), ("predict", "predict_words_per_s")) if r.get(key) and hf.get(key)]
-                print(f"{r['system']}: " + ", ".join(ratios) + f"; test F1 {100 * (r['f'] - hf['f']):+.2f} vs HF")
+            if r["system"].startswith(("HF", "tok2vec")):
+                continue
+            ratios = [f"{what} {r[key] / hf[key]:.2f}× HF" for what, key in
+                      (("train", "train_words_per_s"), ("predict", "predict_words_per_s")) if r.get(key) and hf.get(key)]
+            if hf_predict and r.get("predict_words_per_s"):
+                ratios.append(f"predict {r['predict_words_per_s'] / hf_predict['predict_words_per_s']:.2f}× "
+                              "HF Trainer.predict")
+            r["vs_hf"] = ratios
+            print(f"{r['system']}: " + ", ".join(ratios) + f"; test F1 {100 * (r['f'] - hf['f']):+.2f} vs HF")
+        print("(predict × HF: HF's length-sorted batched forward, the fastest way to run the same model; "
+              "× HF Trainer.predict: HF's stock prediction)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "log"} for r in rows], indent=2) + "\n")
