@@ -124,6 +124,7 @@ def markdown(records: Sequence[Dict[str, Any]], *, title: str = "Sweep", plots: 
     if table:
         sizes = sorted({b for per in table.values() for b in per}, key=lambda b: (len(b), b))
         lines += ["## Dev F1 (test F1) per model × batch size, at each model's best learning rate", "",
+                  "A model's best rate: the one with the highest mean dev F1 over its batch sizes.", "",
                   "| model | best lr | " + " | ".join(f"batch {b}" for b in sizes) + " |",
                   "|---|---:|" + "---:|" * len(sizes)]
         for model, per in table.items():

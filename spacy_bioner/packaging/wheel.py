@@ -109,7 +109,7 @@ def card_markdown(name: str, version: str, card: Dict[str, Any]) -> str:
     """README.md of the wheel: what it is, how to install and use it, its scores and how it was trained."""
     lines = [f"# {name} {version}", "",
              f"Biomedical named-entity recognizer for **{', '.join(card['entity_types']) or 'entities'}**, "
-             f"trained with [spacy-bioner](https://github.com/) on **{card['corpus']}** "
+             f"trained with spacy-bioner on **{card['corpus']}** "
              f"(licence: {card['corpus_license']}) with the backbone **{card['backbone']}** and the "
              f"`{card.get('head') or 'ner'}` head.", "",
              "## Install and use", "", "```bash",
