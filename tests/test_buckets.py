@@ -82,7 +82,7 @@ def make(tiny, train_file, **overrides):
         "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
         "training.max_steps": 40, **overrides}))
     if overrides.get("components.transformer.model.@architectures") == "spacy_bioner.TransformerModel.v2":
-        for key in ("length_buckets", "length_buckets_on_gpu"):  # v3's settings
+        for key in ("length_buckets", "length_buckets_on_gpu", "tokenization_cache"):  # v3's and v4's settings
             config["components"]["transformer"]["model"].pop(key)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     examples = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file, vocab=nlp.vocab)]
@@ -93,9 +93,9 @@ def hf_model(nlp):
     return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
 
 
-def test_v3_is_the_shipped_default_and_patches_after_loading(tiny, train_file, tmp_path):
+def test_v4_is_the_shipped_default_and_patches_after_loading(tiny, train_file, tmp_path):
     nlp, examples = make(tiny, train_file)
-    assert nlp.config["components"]["transformer"]["model"]["@architectures"] == "spacy_bioner.TransformerModel.v3"
+    assert nlp.config["components"]["transformer"]["model"]["@architectures"] == "spacy_bioner.TransformerModel.v4"
     nlp.initialize(lambda: examples)
     words = [[t.text for t in ex.reference][:n] for ex in examples for n in (2, 5, 7)]
     docs = [Doc(nlp.vocab, words=w) for w in words]

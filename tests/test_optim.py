@@ -1,4 +1,4 @@
-"""``spacy_bioner.TransformerModel.v2`` (and ``v3``, the shipped default, which adds length buckets): one torch AdamW step for the transformer's
+"""``spacy_bioner.TransformerModel.v2`` (and ``v3``/``v4``, which add length buckets and a tokenization cache; v4 is the shipped default): one torch AdamW step for the transformer's
 weights (global-norm clipping), driven by the config's thinc optimizer; gradient checkpointing."""
 import pytest
 import spacy
@@ -13,7 +13,7 @@ from spacy_bioner.training.config import build_config, fit_schedule
 from .conftest import PROJECT
 
 V2 = "spacy_bioner.TransformerModel.v2"
-V3_ONLY = ("length_buckets", "length_buckets_on_gpu")
+V3_ONLY = ("length_buckets", "length_buckets_on_gpu", "tokenization_cache")
 
 
 def make(tiny, train_file, **overrides):
@@ -22,7 +22,7 @@ def make(tiny, train_file, **overrides):
         "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
         "training.max_steps": 40, "training.optimizer.learn_rate.initial_rate": 0.003,
         "components.transformer.model.@architectures": V2, **overrides}))
-    for key in V3_ONLY:  # the shipped config is v3; v2 has no length buckets
+    for key in V3_ONLY:  # the shipped config is v4; v2 has no length buckets nor tokenization cache
         config["components"]["transformer"]["model"].pop(key, None)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     examples = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file, vocab=nlp.vocab)]

@@ -1,9 +1,10 @@
-"""The transformer architecture: ``spacy_bioner.TransformerModel.v1``, ``.v2`` and ``.v3``.
+"""The transformer architecture: ``spacy_bioner.TransformerModel.v1`` to ``.v4``.
 
 All are spacy-transformers' ``TransformerModel`` that finds backbones offline
 first and binds a subword-window span getter to the model's tokenizer. ``v2``
 adds a torch-native optimizer step (:mod:`spacy_bioner.models.optim`) and
-gradient checkpointing; ``v3`` adds length buckets (:mod:`spacy_bioner.models.buckets`).
+gradient checkpointing; ``v3`` adds length buckets (:mod:`spacy_bioner.models.buckets`);
+``v4`` remembers each training window's tokenization (:mod:`spacy_bioner.models.tokenization`).
 """
 from typing import Callable, List, Optional
 
@@ -26,6 +27,7 @@ def transformer_model(
     gradient_checkpointing: bool = False,
     length_buckets: float = 0.0,
     length_buckets_on_gpu: bool = False,
+    tokenization_cache: bool = False,
 ) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
     """spacy-transformers' ``TransformerModel`` that finds backbones offline first.
 
@@ -49,6 +51,8 @@ def transformer_model(
     length_buckets (float): run each padded batch as sub-batches whose lengths are
         within this ratio of their longest (0: off); see :mod:`.buckets`.
     length_buckets_on_gpu (bool): bucket on a GPU too (off: launches cost more there).
+    tokenization_cache (bool): in training, remember each window's subword encoding
+        instead of tokenizing it again every epoch (see :mod:`.tokenization`).
     """
     from spacy_transformers.layers.transformer_model import TransformerModel
 
@@ -77,6 +81,11 @@ def transformer_model(
         return result
 
     model.init = init
+    if tokenization_cache:
+        from .tokenization import TokenizationCache
+
+        model.attrs["tokenization_cache"] = TokenizationCache()
+        model._func = cached_forward
     if length_buckets:
         from .buckets import PATCH_ATTR, check_ratio, enable_length_buckets
 
@@ -92,6 +101,36 @@ def transformer_model(
 
         model._func = forward
     return model
+
+
+def cached_forward(model: Model, docs: List[Doc], is_train: bool):
+    """spacy-transformers' ``TransformerModel`` forward, tokenizing through ``model.attrs["tokenization_cache"]``
+    in training (prediction keeps spacy-transformers' own path: a corpus seldom repeats a window)."""
+    from spacy_transformers.align import get_alignment_via_offset_mapping
+    from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
+    from spacy_transformers.layers import transformer_model as st
+    from spacy_transformers.truncate import truncate_oversize_splits
+
+    tokenizer = model.tokenizer
+    if not is_train or not getattr(tokenizer, "is_fast", False):
+        return st.forward(model, docs, is_train)
+    nested_spans = model.attrs["get_spans"](docs)
+    flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
+    if not flat_spans:
+        return st.forward(model, docs, is_train)
+    st.maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
+    batch_encoding = model.attrs["tokenization_cache"](tokenizer, [span.text for span in flat_spans])
+    wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
+    align = get_alignment_via_offset_mapping(flat_spans, batch_encoding["offset_mapping"])
+    wordpieces, align = truncate_oversize_splits(wordpieces, align, tokenizer.model_max_length)
+    model_output, bp_tensors = model.layers[0](wordpieces, is_train)
+    output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output, align=align)
+
+    def backprop_transformer(d_output: "FullTransformerBatch") -> List[Doc]:  # noqa: F821
+        bp_tensors(d_output.model_output)
+        return docs
+
+    return output, backprop_transformer
 
 
 def enable_gradient_checkpointing(model: Model) -> None:
@@ -182,3 +221,40 @@ def create_transformer_model_v3(
                              grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
                              gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets,
                              length_buckets_on_gpu=length_buckets_on_gpu)
+
+
+@registry.architectures("spacy_bioner.TransformerModel.v4")
+def create_transformer_model_v4(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+    torch_optimizer: bool = True,
+    gradient_checkpointing: bool = False,
+    length_buckets: float = 0.8,
+    length_buckets_on_gpu: bool = False,
+    tokenization_cache: bool = True,
+) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
+    """``v3`` plus a tokenization cache: training tokenizes each window once, not once per epoch.
+
+    name (str): hub name or local folder of the backbone.
+    get_spans (Callable): span getter.
+    tokenizer_config (dict): passed to ``AutoTokenizer.from_pretrained``.
+    transformer_config (dict): passed to the transformer's forward pass.
+    mixed_precision (bool): autocast the forward pass (GPU).
+    grad_scaler_config (dict): PyTorch gradient scaler settings.
+    torch_optimizer (bool): one torch AdamW step for all transformer weights (default).
+    gradient_checkpointing (bool): trade compute for activation memory.
+    length_buckets (float): a row starts a new sub-batch when shorter than this
+        ratio × the sub-batch's longest row (0: off; default 0.8).
+    length_buckets_on_gpu (bool): bucket on a GPU too (default off).
+    tokenization_cache (bool): remember each training window's encoding (default on;
+        prediction always tokenizes afresh).
+    """
+    return transformer_model(name, get_spans, tokenizer_config=tokenizer_config,
+                             transformer_config=transformer_config, mixed_precision=mixed_precision,
+                             grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
+                             gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets,
+                             length_buckets_on_gpu=length_buckets_on_gpu, tokenization_cache=tokenization_cache)
