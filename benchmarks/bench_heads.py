@@ -6,9 +6,9 @@ Two tables (printed as Markdown, written as JSON with ``--json``):
   (2 layers, 64 wide, MiniLM's WordPiece vocabulary), where the arithmetic is
   negligible, so the step time is the framework's own overhead — the cost that
   dominates a small model's step on a GPU. spacy-bioner (each head, the same
-  update / finish_update / step_schedules sequence as spaCy's loop) vs
-  Hugging Face's ``Trainer`` (AutoModelForTokenClassification), on the same
-  sentences, 32 per batch.
+  update / finish_update / step_schedules sequence as spaCy's loop, and the
+  tagger without each speed lever) vs Hugging Face's ``Trainer``
+  (AutoModelForTokenClassification), on the same sentences, 32 per batch.
 * ``heads``: MiniLM trained with each head for the same number of steps on each
   corpus (NCBI-disease, BC5CDR, BC2GM from ../shared/corpora by default), then
   scored on the test split: strict F1 with its 95 % bootstrap interval,
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -70,7 +70,28 @@ def sentences(corpus: Path, n: int):
     return out
 
 
-def spacy_ms_per_step(head: str, backbone: Path, docs, *, batch: int, warmup: int) -> float:
+#: spaCy rows of the proxy: (label, head, config overrides). The levers are measured one at a time.
+PROXY_VARIANTS = [
+    ("ner head", "ner", {}),
+    ("bioner_tagger head", "tagger", {}),
+    ("bioner_tagger head, TransformerModel.v3 (spacy-transformers' tokenization every step, its alignment)",
+     "tagger", {"components.transformer.model.@architectures": "spacy_bioner.TransformerModel.v3"}),
+    ("bioner_tagger head, no tokenization cache", "tagger",
+     {"components.transformer.model.tokenization_cache": False}),
+    ("bioner_tagger head, no length buckets (as on a GPU)", "tagger",
+     {"components.transformer.model.length_buckets": 0.0}),
+]
+
+
+def spacy_ms_per_step(variants, backbone: Path, docs, *, batch: int, repeats: int = 1,
+                      between: Callable[[], None] = lambda: None) -> Dict[str, List[float]]:
+    """Per-step seconds of each variant over ``repeats`` rounds: in each round every variant makes one
+    timed pass over the batches (its steps back to back, as in training), then ``between()`` runs (the HF
+    Trainer), so slow spells of this machine spread over all systems.
+
+    The first pass is untimed: it warms up and fills the tokenization cache, as HF's
+    dataset is tokenized before its Trainer starts.
+    """
     import spacy
     from spacy.tokens import Doc
     from spacy.training import Example
@@ -78,29 +99,42 @@ def spacy_ms_per_step(head: str, backbone: Path, docs, *, batch: int, warmup: in
 
     from spacy_bioner.training.config import build_config, fit_schedule
 
-    config, _ = fit_schedule(build_config("transformer", backbone="minilm", head=head, overrides={
-        "paths.backbone": str(backbone), "paths.train": None, "paths.dev": None, "training.max_steps": 1000}),
-        need_corpus=False)
-    spacy.util.fix_random_seed(0)
-    nlp = load_model_from_config(config, auto_fill=True)
-    examples = [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d)
-                for d in docs]
-    optimizer = nlp.initialize(lambda: examples)
-    batches = [examples[i:i + batch] for i in range(0, len(examples), batch)]
-    trainable = [proc for _, proc in nlp.pipeline if getattr(proc, "is_trainable", False)]
-    times = []
-    for k, b in enumerate(batches):
+    runs = {}
+    for label, head, extra in variants:
+        config, _ = fit_schedule(build_config("transformer", backbone="minilm", head=head, overrides={
+            "paths.backbone": str(backbone), "paths.train": None, "paths.dev": None, "training.max_steps": 1000,
+            **extra}), need_corpus=False)
+        if extra.get("components.transformer.model.@architectures", "").endswith(".v3"):
+            config["components"]["transformer"]["model"].pop("tokenization_cache")  # v4's setting
+        spacy.util.fix_random_seed(0)
+        nlp = load_model_from_config(config, auto_fill=True)
+        examples = [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d)
+                    for d in docs]
+        optimizer = nlp.initialize(lambda: examples)
+        batches = [examples[i:i + batch] for i in range(0, len(examples) - batch + 1, batch)]
+        trainable = [proc for _, proc in nlp.pipeline if getattr(proc, "is_trainable", False)]
+        runs[label] = (nlp, optimizer, batches, trainable)
+
+    def step(nlp, optimizer, trainable, b) -> float:
         start = time.perf_counter()
         nlp.update(b, sgd=False, losses={}, drop=0.1)
         for proc in trainable:
             proc.finish_update(optimizer)
         optimizer.step_schedules()
-        if k >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000 * sum(times) / len(times)
+        return time.perf_counter() - start
+
+    for nlp, optimizer, batches, trainable in runs.values():
+        for b in batches:
+            step(nlp, optimizer, trainable, b)
+    times: Dict[str, List[float]] = {label: [] for label in runs}
+    for _ in range(repeats):
+        for label, (nlp, optimizer, batches, trainable) in runs.items():
+            times[label].extend(step(nlp, optimizer, trainable, b) for b in batches)
+        between()
+    return times
 
 
-def hf_ms_per_step(backbone: Path, docs, *, batch: int, warmup: int, workdir: Path) -> float:
+def hf_ms_per_step(backbone: Path, docs, *, batch: int, warmup: int, workdir: Path) -> List[float]:
     import torch
     from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
                               Trainer, TrainerCallback, TrainingArguments)
@@ -139,30 +173,42 @@ def hf_ms_per_step(backbone: Path, docs, *, batch: int, warmup: int, workdir: Pa
     Trainer(model=model, args=targs, train_dataset=data, data_collator=DataCollatorForTokenClassification(tokenizer),
             callbacks=[Clock()]).train()
     durations = [stamps[i + 1] - stamps[i] for i in range(0, len(stamps) - 1, 2)]
-    return 1000 * sum(durations[warmup:]) / len(durations[warmup:])
+    return durations[warmup:]
 
 
 def run_proxy(args) -> List[Dict[str, Any]]:
+    import statistics
+
     sys.path.insert(0, str(PROJECT))
     corpus = CORPORA / args.corpora[0]
     docs = sentences(corpus, args.batch_size * (args.steps + args.warmup))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         backbone = tiny_backbone(Path(tmp) / "tiny")
-        for head in HEADS:
-            rows.append({"system": f"spacy-bioner, {head} head",
-                         "ms_per_step": spacy_ms_per_step(head, backbone, docs, batch=args.batch_size,
-                                                          warmup=args.warmup)})
-        rows.append({"system": "HF Trainer (AutoModelForTokenClassification)",
-                     "ms_per_step": hf_ms_per_step(backbone, docs, batch=args.batch_size, warmup=args.warmup,
-                                                   workdir=Path(tmp) / "hf")})
-    hf = rows[-1]["ms_per_step"]
+        hf: List[float] = []
+
+        def run_hf() -> None:
+            hf.extend(hf_ms_per_step(backbone, docs, batch=args.batch_size, warmup=args.warmup,
+                                     workdir=Path(tmp) / "hf"))
+
+        spacy_times = spacy_ms_per_step(PROXY_VARIANTS, backbone, docs, batch=args.batch_size,
+                                        repeats=args.repeats, between=run_hf)
+        for label, times in spacy_times.items():
+            rows.append({"system": f"spacy-bioner, {label}", "steps": len(times)})
+            rows[-1].update(ms_median=1000 * statistics.median(times), ms_mean=1000 * statistics.mean(times))
+        rows.append({"system": "HF Trainer (AutoModelForTokenClassification)", "steps": len(hf),
+                     "ms_median": 1000 * statistics.median(hf), "ms_mean": 1000 * statistics.mean(hf)})
+    base = rows[-1]["ms_median"]
     print(f"\nTiny transformer (2 layers × 64, MiniLM vocabulary, random weights), {args.batch_size} sentences "
-          f"of {corpus.name} per step, mean of {args.steps} steps after {args.warmup} warm-up steps; CPU\n")
-    print("| system | ms / training step | × HF |")
-    print("|---|---:|---:|")
+          f"of {corpus.name} per step; spacy-bioner: the second pass over the batches (the first warms up and "
+          f"fills the tokenization cache); HF: after {args.warmup} warm-up "
+          f"steps (its dataset is tokenized before training); {args.repeats} rounds, each a pass of every "
+          f"spacy-bioner variant then an HF run; CPU\n")
+    print("| system | steps | ms / step (median) | ms / step (mean) | × HF (median) |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['system']} | {r['ms_per_step']:.1f} | {r['ms_per_step'] / hf:.2f} |")
+        print(f"| {r['system']} | {r['steps']} | {r['ms_median']:.1f} | {r['ms_mean']:.1f} | "
+              f"{r['ms_median'] / base:.2f} |")
     return rows
 
 
@@ -212,14 +258,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["proxy", "heads"])
     parser.add_argument("--corpora", nargs="+", default=DEFAULT_CORPORA, help="folders in ../shared/corpora")
-    parser.add_argument("--steps", type=int, default=None, help="proxy: timed steps (20); heads: training steps (600)")
+    parser.add_argument("--steps", type=int, default=None, help="proxy: batches per pass (40, + warm-up); heads: training steps (600)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="proxy: rounds of timed passes (spaCy, then HF)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.steps is None:
-        args.steps = 20 if args.table == "proxy" else 600
+        args.steps = 40 if args.table == "proxy" else 600
     rows = run_proxy(args) if args.table == "proxy" else run_heads(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

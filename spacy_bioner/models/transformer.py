@@ -4,7 +4,8 @@ All are spacy-transformers' ``TransformerModel`` that finds backbones offline
 first and binds a subword-window span getter to the model's tokenizer. ``v2``
 adds a torch-native optimizer step (:mod:`spacy_bioner.models.optim`) and
 gradient checkpointing; ``v3`` adds length buckets (:mod:`spacy_bioner.models.buckets`);
-``v4`` remembers each training window's tokenization (:mod:`spacy_bioner.models.tokenization`).
+``v4`` remembers each training window's tokenization (:mod:`spacy_bioner.models.tokenization`)
+and aligns tokens to subwords with array operations (:mod:`spacy_bioner.models.alignment`).
 """
 from typing import Callable, List, Optional
 
@@ -28,6 +29,7 @@ def transformer_model(
     length_buckets: float = 0.0,
     length_buckets_on_gpu: bool = False,
     tokenization_cache: bool = False,
+    fast_alignment: bool = False,
 ) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
     """spacy-transformers' ``TransformerModel`` that finds backbones offline first.
 
@@ -53,6 +55,8 @@ def transformer_model(
     length_buckets_on_gpu (bool): bucket on a GPU too (off: launches cost more there).
     tokenization_cache (bool): in training, remember each window's subword encoding
         instead of tokenizing it again every epoch (see :mod:`.tokenization`).
+    fast_alignment (bool): align tokens and subwords with array operations (same result
+        as spacy-transformers; see :mod:`.alignment`).
     """
     from spacy_transformers.layers.transformer_model import TransformerModel
 
@@ -85,6 +89,7 @@ def transformer_model(
         from .tokenization import TokenizationCache
 
         model.attrs["tokenization_cache"] = TokenizationCache()
+    if fast_alignment or tokenization_cache:
         model._func = cached_forward
     if length_buckets:
         from .buckets import PATCH_ATTR, check_ratio, enable_length_buckets
@@ -104,24 +109,30 @@ def transformer_model(
 
 
 def cached_forward(model: Model, docs: List[Doc], is_train: bool):
-    """spacy-transformers' ``TransformerModel`` forward, tokenizing through ``model.attrs["tokenization_cache"]``
-    in training (prediction keeps spacy-transformers' own path: a corpus seldom repeats a window)."""
-    from spacy_transformers.align import get_alignment_via_offset_mapping
+    """spacy-transformers' ``TransformerModel`` forward with the same outputs, faster: in training the
+    windows' encodings come from ``model.attrs["tokenization_cache"]`` (prediction tokenizes afresh: a
+    corpus seldom repeats a window), and the token ↔ subword alignment is computed with array operations
+    (:func:`~spacy_bioner.models.alignment.offset_alignment`)."""
     from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
     from spacy_transformers.layers import transformer_model as st
     from spacy_transformers.truncate import truncate_oversize_splits
 
+    from .alignment import offset_alignment
+
     tokenizer = model.tokenizer
-    if not is_train or not getattr(tokenizer, "is_fast", False):
+    if not getattr(tokenizer, "is_fast", False):  # no offsets: spacy-transformers' string alignment
         return st.forward(model, docs, is_train)
     nested_spans = model.attrs["get_spans"](docs)
     flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
     if not flat_spans:
         return st.forward(model, docs, is_train)
     st.maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
-    batch_encoding = model.attrs["tokenization_cache"](tokenizer, [span.text for span in flat_spans])
+    texts = [span.text for span in flat_spans]
+    cache = model.attrs.get("tokenization_cache")
+    batch_encoding = cache(tokenizer, texts) if is_train and cache is not None else st.huggingface_tokenize(
+        tokenizer, texts)
     wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
-    align = get_alignment_via_offset_mapping(flat_spans, batch_encoding["offset_mapping"])
+    align = offset_alignment(flat_spans, batch_encoding["offset_mapping"])
     wordpieces, align = truncate_oversize_splits(wordpieces, align, tokenizer.model_max_length)
     model_output, bp_tensors = model.layers[0](wordpieces, is_train)
     output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output, align=align)
@@ -237,7 +248,8 @@ def create_transformer_model_v4(
     length_buckets_on_gpu: bool = False,
     tokenization_cache: bool = True,
 ) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
-    """``v3`` plus a tokenization cache: training tokenizes each window once, not once per epoch.
+    """``v3`` plus a tokenization cache (training tokenizes each window once, not once per epoch) and
+    the token ↔ subword alignment in array operations, in training and prediction.
 
     name (str): hub name or local folder of the backbone.
     get_spans (Callable): span getter.
@@ -257,4 +269,5 @@ def create_transformer_model_v4(
                              transformer_config=transformer_config, mixed_precision=mixed_precision,
                              grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
                              gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets,
-                             length_buckets_on_gpu=length_buckets_on_gpu, tokenization_cache=tokenization_cache)
+                             length_buckets_on_gpu=length_buckets_on_gpu, tokenization_cache=tokenization_cache,
+                             fast_alignment=True)
