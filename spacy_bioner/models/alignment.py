@@ -28,52 +28,48 @@ def offset_alignment(spans: Sequence[Span], offset_mapping: Ints2d) -> Ragged:
     offsets = numpy.asarray(offset_mapping, dtype="int64")
     if len(spans) != len(offsets):
         raise ValueError("Cannot align batches of different sizes.")
-    width = offsets.shape[1] if offsets.ndim == 3 else 0
+    width = offsets.shape[1] if offsets.ndim == 3 and len(spans) else 0
+    # The documents' tokens in order of first appearance: (character offset, length) of each.
     doc_base: Dict[int, int] = {}
-    doc_arrays: Dict[int, numpy.ndarray] = {}
+    token_arrays: List[numpy.ndarray] = []
     n_tokens = 0
     for span in spans:
-        doc: Doc = span.doc
-        if id(doc) not in doc_base:
-            doc_base[id(doc)] = n_tokens
-            doc_arrays[id(doc)] = doc.to_array(["IDX", "LENGTH"]).astype("int64").reshape(-1, 2)
-            n_tokens += len(doc)
-    # Every window's characters (plus one past its end) laid end to end: the token position of each.
-    char_pieces: List[numpy.ndarray] = []
-    char_base = numpy.zeros(len(spans), dtype="int64")
-    total = 0
-    for r, span in enumerate(spans):
-        size = span.end_char - span.start_char + 1
-        char_base[r] = total
-        total += size
-        chars = numpy.full(size, -1, dtype="int64")
-        arr = doc_arrays[id(span.doc)][span.start:span.end]
-        if len(arr):
-            starts = arr[:, 0] - span.start_char
-            ends = starts + arr[:, 1]
-            positions = doc_base[id(span.doc)] + numpy.arange(span.start, span.end, dtype="int64")
-            # the character after each token first, then the tokens' own characters (a later token wins)
-            inside = ends < size
-            chars[ends[inside]] = positions[inside]
-            lengths = arr[:, 1]
-            chars[numpy.repeat(starts, lengths) + _ranges(lengths)] = numpy.repeat(positions, lengths)
-        char_pieces.append(chars)
-    char_to_token = numpy.concatenate(char_pieces) if char_pieces else numpy.zeros(0, dtype="int64")
+        if id(span.doc) not in doc_base:
+            doc_base[id(span.doc)] = n_tokens
+            token_arrays.append(span.doc.to_array(["IDX", "LENGTH"]).astype("int64").reshape(-1, 2))
+            n_tokens += len(span.doc)
+    tokens = numpy.concatenate(token_arrays) if token_arrays else numpy.zeros((0, 2), dtype="int64")
+    rows = numpy.asarray([(doc_base[id(s.doc)] + s.start, doc_base[id(s.doc)] + s.end, s.start_char, s.end_char)
+                          for s in spans], dtype="int64").reshape(-1, 4)
+    first, last, start_char = rows[:, 0], rows[:, 1], rows[:, 2]
+    sizes = rows[:, 3] - start_char + 1  # each window's characters, plus one past its end
+    char_base = numpy.cumsum(sizes) - sizes
+    # Each window's tokens: their position, and where their characters lie in the windows laid end to end.
+    counts = last - first
+    row_of = numpy.repeat(numpy.arange(len(spans), dtype="int64"), counts)
+    position = numpy.repeat(first, counts) + _ranges(counts)
+    begin = tokens[position, 0] - start_char[row_of] + char_base[row_of]
+    length = tokens[position, 1]
+    char_to_token = numpy.full(int(sizes.sum()), -1, dtype="int64")
+    # the character after each token first, then the tokens' own characters (a later token wins)
+    after = begin + length
+    inside = after < char_base[row_of] + sizes[row_of]
+    char_to_token[after[inside]] = position[inside]
+    char_to_token[numpy.repeat(begin, length) + _ranges(length)] = numpy.repeat(position, length)
     # Every subword's characters, as (token, subword) pairs.
-    starts = offsets[..., 0].reshape(-1) if width else numpy.zeros(0, dtype="int64")
-    ends = offsets[..., 1].reshape(-1) if width else numpy.zeros(0, dtype="int64")
-    row_base = numpy.repeat(char_base, width)
-    sizes = numpy.repeat(numpy.asarray([s.end_char - s.start_char + 1 for s in spans], dtype="int64"), width)
-    spans_len = numpy.maximum(ends - starts, 0)
-    wp_ids = numpy.repeat(numpy.arange(len(starts), dtype="int64"), spans_len)
-    local = numpy.repeat(starts, spans_len) + _ranges(spans_len)
-    valid = (local >= 0) & (local < numpy.repeat(sizes, spans_len))
-    tokens = char_to_token[numpy.repeat(row_base, spans_len)[valid] + local[valid]]
+    wp_start = offsets[..., 0].reshape(-1) if width else numpy.zeros(0, dtype="int64")
+    wp_end = offsets[..., 1].reshape(-1) if width else numpy.zeros(0, dtype="int64")
+    wp_len = numpy.maximum(wp_end - wp_start, 0)
+    wp_ids = numpy.repeat(numpy.arange(len(wp_start), dtype="int64"), wp_len)
+    local = numpy.repeat(wp_start, wp_len) + _ranges(wp_len)
+    row_size = numpy.repeat(numpy.repeat(sizes, width), wp_len)
+    valid = (local >= 0) & (local < row_size)
+    token_of = char_to_token[numpy.repeat(numpy.repeat(char_base, width), wp_len)[valid] + local[valid]]
     wp_ids = wp_ids[valid]
-    keep = tokens >= 0
-    n_wp = max(len(starts), 1)
-    keys = numpy.unique(tokens[keep] * n_wp + wp_ids[keep])
-    lengths = numpy.bincount(keys // n_wp, minlength=n_tokens) if n_tokens else numpy.zeros(0, dtype="int64")
+    keep = token_of >= 0
+    n_wp = max(len(wp_start), 1)
+    keys = numpy.unique(token_of[keep] * n_wp + wp_ids[keep])
+    lengths = numpy.bincount(keys // n_wp, minlength=n_tokens)
     return Ragged(numpy.ascontiguousarray(keys % n_wp, dtype="i"), numpy.ascontiguousarray(lengths, dtype="i"))
 
 
