@@ -10,7 +10,7 @@ entry points in setup.cfg, and the names below load on first use.
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Public names and the module that owns each.
 _EXPORTS = {

@@ -44,16 +44,28 @@ def test_cache_gives_the_batch_spacy_transformers_builds(tiny, family, side):
 
 def test_cache_starts_again_when_full_or_for_another_tokenizer(tiny):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny["bert"]))
-    cache = TokenizationCache(max_entries=3)
+    budget = sum(len(x) for x in tokenizer(TEXTS[:3])["input_ids"])
+    cache = TokenizationCache(max_subwords=budget)
     cache(tokenizer, TEXTS[:3])
     assert len(cache) == 3
-    assert_same_batch(huggingface_tokenize(tokenizer, TEXTS[3:4]), cache(tokenizer, TEXTS[3:4]))
+    # a batch of seen and unseen texts that overflows the budget: still the right batch, then a fresh store
+    batch = TEXTS[:2] + TEXTS[3:4]
+    assert_same_batch(huggingface_tokenize(tokenizer, batch), cache(tokenizer, batch))
     assert len(cache) == 1
     other = AutoTokenizer.from_pretrained(str(tiny["roberta"]))
     assert_same_batch(huggingface_tokenize(other, TEXTS[:2]), cache(other, TEXTS[:2]))
     assert len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0
     with pytest.raises(ValueError):
-        TokenizationCache(max_entries=0)
+        TokenizationCache(max_subwords=0)
+
+
+def test_no_pad_token_is_an_error_as_in_hugging_face(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny["gpt2"]))
+    tokenizer.pad_token = None
+    with pytest.raises(ValueError, match="pad token"):
+        TokenizationCache()(tokenizer, TEXTS[:1])
 
 
 def make(tiny, train_file, cache: bool, arch: str = "spacy_bioner.TransformerModel.v4"):

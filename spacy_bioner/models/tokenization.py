@@ -17,26 +17,36 @@ import numpy
 #: Texts longer than this (characters) are tokenized every time, not remembered.
 MAX_CACHED_CHARS = 20_000
 
-Encoding = Tuple[numpy.ndarray, Optional[numpy.ndarray], numpy.ndarray, List[str]]
+#: (subword ids, token type ids or None, character offsets (n, 2)), stored compactly.
+Encoding = Tuple[numpy.ndarray, Optional[numpy.ndarray], numpy.ndarray]
 
 
 class TokenizationCache:
     """Window text → its encoding, for one tokenizer; emptied when full or when the tokenizer changes.
 
-    max_entries (int): texts remembered before the cache starts again.
+    About 13 bytes per remembered subword (int32 ids and offsets, int8 token types; subword
+    strings are shared per id), so the default budget holds ~130 MB.
+
+    max_subwords (int): subwords remembered (over all texts) before the cache starts again.
     """
 
-    def __init__(self, *, max_entries: int = 200_000) -> None:
-        if max_entries <= 0:
-            raise ValueError(f"max_entries must be positive, got {max_entries}")
-        self.max_entries = max_entries
+    def __init__(self, *, max_subwords: int = 10_000_000) -> None:
+        if max_subwords <= 0:
+            raise ValueError(f"max_subwords must be positive, got {max_subwords}")
+        self.max_subwords = max_subwords
         self._store: Dict[str, Encoding] = {}
+        self._pieces: Dict[int, str] = {}
+        self._subwords = 0
         self._tokenizer_id: Optional[int] = None
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._store)
+
+    def clear(self) -> None:
+        """Forget every text (e.g. after training, to free the memory)."""
+        self._store, self._pieces, self._subwords = {}, {}, 0
 
     def __call__(self, tokenizer: Any, texts: Sequence[str]) -> Dict[str, Any]:
         """A padded batch encoding of ``texts``, as ``huggingface_tokenize(tokenizer, texts)`` gives it.
@@ -46,18 +56,24 @@ class TokenizationCache:
         RETURNS (Dict[str, Any]): ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the
             tokenizer returns them), ``offset_mapping``, ``input_texts``, ``pad_token``.
         """
+        if tokenizer.pad_token is None:  # as Hugging Face's padding="longest"
+            raise ValueError("the tokenizer has no pad token: set one in [components.transformer.model.tokenizer_config]")
         if id(tokenizer) != self._tokenizer_id:
-            self._store, self._tokenizer_id = {}, id(tokenizer)
+            self.clear()
+            self._tokenizer_id = id(tokenizer)
         unseen = list(dict.fromkeys(t for t in texts if t not in self._store))
         fresh = encode(tokenizer, unseen) if unseen else {}
         self.misses += len(unseen)
         self.hits += len(texts) - len(unseen)
-        if len(self._store) + len(fresh) > self.max_entries:
-            self._store = {}
+        rows = [fresh[t] if t in fresh else self._store[t] for t in texts]  # before the store may start again
+        added = sum(len(enc[0]) for text, enc in fresh.items() if len(text) <= MAX_CACHED_CHARS)
+        if self._subwords + added > self.max_subwords:
+            self._store, self._subwords = {}, 0
         for text, enc in fresh.items():
             if len(text) <= MAX_CACHED_CHARS:
                 self._store[text] = enc
-        return pad_batch(tokenizer, [fresh[t] if t in fresh else self._store[t] for t in texts])
+                self._subwords += len(enc[0])
+        return pad_batch(tokenizer, rows, pieces=self._pieces)
 
 
 def encode(tokenizer: Any, texts: List[str]) -> Dict[str, Encoding]:
@@ -65,41 +81,40 @@ def encode(tokenizer: Any, texts: List[str]) -> Dict[str, Encoding]:
 
     tokenizer (PreTrainedTokenizerFast): a fast tokenizer (offsets are needed).
     texts (List[str]): distinct texts.
-    RETURNS (Dict[str, Encoding]): text → (ids, token types or None, offsets (n, 2), subword strings).
+    RETURNS (Dict[str, Encoding]): text → (ids, token types or None, offsets (n, 2)).
     """
     data = tokenizer(texts, add_special_tokens=True, return_attention_mask=False, return_offsets_mapping=True,
                      return_token_type_ids=None, padding=False, verbose=False)
     types = data.get("token_type_ids")
     out: Dict[str, Encoding] = {}
     for k, text in enumerate(texts):
-        ids = numpy.asarray(data["input_ids"][k], dtype="int64")
-        offsets = numpy.asarray(data["offset_mapping"][k], dtype="int64").reshape(-1, 2)
-        type_ids = numpy.asarray(types[k], dtype="int64") if types is not None else None
-        out[text] = (ids, type_ids, offsets, tokenizer.convert_ids_to_tokens(data["input_ids"][k]))
+        ids = numpy.asarray(data["input_ids"][k], dtype="int32")
+        offsets = numpy.asarray(data["offset_mapping"][k], dtype="int32").reshape(-1, 2)
+        type_ids = numpy.asarray(types[k], dtype="int8") if types is not None else None
+        out[text] = (ids, type_ids, offsets)
     return out
 
 
-def pad_batch(tokenizer: Any, rows: Sequence[Encoding]) -> Dict[str, Any]:
+def pad_batch(tokenizer: Any, rows: Sequence[Encoding], *, pieces: Optional[Dict[int, str]] = None) -> Dict[str, Any]:
     """Rows padded to the longest on the tokenizer's padding side, with its pad id, pad type id and pad string.
 
     tokenizer (PreTrainedTokenizerFast): gives ``pad_token``, ``pad_token_id``,
-        ``pad_token_type_id`` and ``padding_side``.
+        ``pad_token_type_id``, ``padding_side`` and each id's subword string.
     rows (Sequence[Encoding]): unpadded encodings.
+    pieces (Optional[Dict[int, str]]): id → subword string, filled as ids are met (shared strings).
     RETURNS (Dict[str, Any]): the batch, as :meth:`TokenizationCache.__call__` describes.
     """
+    pieces = {} if pieces is None else pieces
     width = max((len(r[0]) for r in rows), default=0)
     n = len(rows)
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None and any(len(r[0]) < width for r in rows):
-        raise ValueError("the tokenizer has no pad token: set one in [components.transformer.model.tokenizer_config]")
-    input_ids = numpy.full((n, width), pad_id if pad_id is not None else 0, dtype="int64")
+    input_ids = numpy.full((n, width), tokenizer.pad_token_id, dtype="int64")
     mask = numpy.zeros((n, width), dtype="int64")
     offsets = numpy.zeros((n, width, 2), dtype="int64")
     with_types = bool(rows) and rows[0][1] is not None
     type_ids = numpy.full((n, width), getattr(tokenizer, "pad_token_type_id", 0), dtype="int64") if with_types else None
     strings: List[List[str]] = []
     left = getattr(tokenizer, "padding_side", "right") == "left"
-    for k, (ids, types, offs, pieces) in enumerate(rows):
+    for k, (ids, types, offs) in enumerate(rows):
         m = len(ids)
         cols = slice(width - m, width) if left else slice(0, m)
         input_ids[k, cols] = ids
@@ -107,8 +122,13 @@ def pad_batch(tokenizer: Any, rows: Sequence[Encoding]) -> Dict[str, Any]:
         offsets[k, cols] = offs
         if type_ids is not None:
             type_ids[k, cols] = types
+        id_list = ids.tolist()
+        missing = [i for i in dict.fromkeys(id_list) if i not in pieces]
+        if missing:
+            pieces.update(zip(missing, tokenizer.convert_ids_to_tokens(missing)))
         padding = [tokenizer.pad_token] * (width - m)
-        strings.append(padding + pieces if left else pieces + padding)
+        row = [pieces[i] for i in id_list]
+        strings.append(padding + row if left else row + padding)
     batch: Dict[str, Any] = {"input_ids": input_ids}
     if type_ids is not None:
         batch["token_type_ids"] = type_ids

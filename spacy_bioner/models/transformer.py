@@ -127,18 +127,29 @@ def cached_forward(model: Model, docs: List[Doc], is_train: bool):
     if not flat_spans:
         return st.forward(model, docs, is_train)
     st.maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
+    logger = model.attrs.get("logger")
+    if logger is not None:
+        st.log_gpu_memory(logger, "begin forward")
     texts = [span.text for span in flat_spans]
     cache = model.attrs.get("tokenization_cache")
     batch_encoding = cache(tokenizer, texts) if is_train and cache is not None else st.huggingface_tokenize(
         tokenizer, texts)
     wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
+    if logger is not None:
+        st.log_batch_size(logger, wordpieces, is_train)
     align = offset_alignment(flat_spans, batch_encoding["offset_mapping"])
     wordpieces, align = truncate_oversize_splits(wordpieces, align, tokenizer.model_max_length)
     model_output, bp_tensors = model.layers[0](wordpieces, is_train)
+    if logger is not None:
+        st.log_gpu_memory(logger, "after forward")
     output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output, align=align)
 
     def backprop_transformer(d_output: "FullTransformerBatch") -> List[Doc]:  # noqa: F821
+        if logger is not None:
+            st.log_gpu_memory(logger, "Begin backprop")
         bp_tensors(d_output.model_output)
+        if logger is not None:
+            st.log_gpu_memory(logger, "After backprop")
         return docs
 
     return output, backprop_transformer
