@@ -54,9 +54,10 @@ def transformer_model(
         within this ratio of their longest (0: off); see :mod:`.buckets`.
     length_buckets_on_gpu (bool): bucket on a GPU too (off: launches cost more there).
     tokenization_cache (bool): in training, remember each window's subword encoding
-        instead of tokenizing it again every epoch (see :mod:`.tokenization`).
-    fast_alignment (bool): align tokens and subwords with array operations (same result
-        as spacy-transformers; see :mod:`.alignment`).
+        instead of tokenizing it again every epoch (see :mod:`.tokenization`); needs
+        ``fast_alignment``, whose forward reads the cache.
+    fast_alignment (bool): spacy-bioner's forward: tokens and subwords aligned with array
+        operations (same result as spacy-transformers; see :mod:`.alignment`).
     """
     from spacy_transformers.layers.transformer_model import TransformerModel
 
@@ -85,12 +86,14 @@ def transformer_model(
         return result
 
     model.init = init
-    if tokenization_cache:
-        from .tokenization import TokenizationCache
-
-        model.attrs["tokenization_cache"] = TokenizationCache()
-    if fast_alignment or tokenization_cache:
+    if fast_alignment:
         model._func = cached_forward
+        if tokenization_cache:
+            from .tokenization import TokenizationCache
+
+            model.attrs["tokenization_cache"] = TokenizationCache()
+    elif tokenization_cache:
+        raise ValueError("tokenization_cache needs fast_alignment (the forward that reads the cache)")
     if length_buckets:
         from .buckets import PATCH_ATTR, check_ratio, enable_length_buckets
 
