@@ -49,6 +49,7 @@ def test_torch_optimizer_steps_all_weights_at_once_and_learns(tiny, train_file):
         losses.append(step["bioner_tagger"])
     adamw, views = shim._spacy_bioner_adamw
     assert isinstance(adamw, torch.optim.AdamW) and len(views) == len(list(hf_model(nlp).parameters()))
+    assert adamw.defaults["fused"] is True  # torch's fused kernel, on CPU too
     assert not any(isinstance(key, tuple) and key[0] == shim.id for key in optimizer.mom1)  # thinc's loop unused
     changed = sum(not torch.equal(before[k], v) for k, v in hf_model(nlp).named_parameters())
     assert changed > len(before) // 2
@@ -80,3 +81,41 @@ def test_gradient_checkpointing_switch(tiny, train_file):
     losses = {}
     nlp.update(examples, losses=losses, drop=0.0)
     assert losses["bioner_tagger"] > 0
+
+
+def test_adamw_uses_the_fused_kernel_and_matches_foreach():
+    """The fused step (CPU too) gives foreach's weights; the state the shim keeps is a fused optimizer."""
+    from spacy_bioner.models.optim import adamw_optimizer
+
+    torch.manual_seed(0)
+    start = [torch.randn(7, 5), torch.randn(5)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(5)]
+    settings = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    fused_params = [p.clone() for p in start]
+    fused = adamw_optimizer(fused_params, **settings)
+    reference_params = [p.clone() for p in start]
+    reference = torch.optim.AdamW(reference_params, foreach=True, **settings)
+    assert fused.defaults["fused"] is True
+    for step in grads:
+        for opt, params in ((fused, fused_params), (reference, reference_params)):
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            opt.step()
+    for a, b, s in zip(fused_params, reference_params, start):
+        assert not torch.equal(a, s)
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_adamw_falls_back_to_foreach_without_a_fused_kernel(monkeypatch):
+    from spacy_bioner.models import optim
+
+    real = torch.optim.AdamW
+
+    def no_fused(params, **kwargs):
+        if kwargs.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    adamw = optim.adamw_optimizer([torch.zeros(3)], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    assert adamw.defaults["foreach"] is True and not adamw.defaults.get("fused")
