@@ -19,9 +19,11 @@ around ``trainer.train()`` and two predictions of the test split with the
 trained model: a batched forward (64 sentences per batch, sorted by length,
 padded; the ``HF Trainer`` row) and HF's stock ``Trainer.predict`` (batches of
 64 in file order, tokenization timed; its own row, same model, scored on its own).
-Prediction runs ``--predict-repeats`` times per system (3; a fresh ``evaluate``
-each time for spacy-bioner, the same forward again for HF) and the table shows the
-median words/s: on a small shared machine one pass can be 30 % off.
+The sorted-forward prediction runs ``--predict-repeats`` times per system (3; a fresh
+``evaluate`` process each time for spacy-bioner, so every pass includes its cold start,
+the same forward again in the warm worker for HF) and the table shows the median
+words/s: on a small shared machine one pass can be 30 % off. Both choices favour HF.
+``Trainer.predict`` runs once.
 
 spacy-bioner's learning-rate schedule is fitted by the run builder to
 ``--epochs`` × its batches per epoch, as HF's Trainer fits its own.
