@@ -92,7 +92,7 @@ def rows_for(label: str, hidden: int, layers: int, heads: int, intermediate: int
     systems = [
         ("thinc per-parameter Adam (spaCy's default)", thinc_step),
         ("torch AdamW, HF Trainer's default (adamw_torch)", torch_step(torch.optim.AdamW(params, **settings))),
-        ("torch AdamW foreach=True (spacy-bioner < 0.2.0 on CPU)",
+        ("torch AdamW foreach=True (spacy-bioner's earlier CPU step)",
          torch_step(torch.optim.AdamW(params, foreach=True, **settings))),
         ("torch AdamW fused=True (`adamw_optimizer`)", torch_step(adamw_optimizer(params, **settings))),
         ("spacy-bioner's `torch_finish_update` (fused, global clip)", ours_step),
