@@ -96,12 +96,8 @@ def adamw_optimizer(params: List["torch.Tensor"], **settings: Any) -> "torch.opt
     """
     import torch
 
-    if has_fused_kernel(params):
-        try:
-            return torch.optim.AdamW(params, fused=True, **settings)
-        except RuntimeError:  # torch versions that check in the constructor
-            pass
-    return torch.optim.AdamW(params, foreach=True, **settings)
+    fused = has_fused_kernel(params)
+    return torch.optim.AdamW(params, **({"fused": True} if fused else {"foreach": True}), **settings)
 
 
 def has_fused_kernel(params: List["torch.Tensor"]) -> bool:
