@@ -10,7 +10,7 @@ from spacy.training import Example
 from spacy.util import load_model_from_config
 
 import spacy_bioner.pipeline.adversarial as adversarial_pipe  # registers the factory and strategies
-import spacy_bioner.training.adversarial as adv
+import spacy_bioner.models.adversarial as adv
 from spacy_bioner.corpus.conll import read_docs
 from spacy_bioner.training.config import build_config, fit_schedule
 

@@ -16,7 +16,7 @@ transformer, leaving the clean gradients in the weights and — through a forwar
 hook on the embedding layer that keeps its output's gradient — ``g = ∂L/∂e``.
 The component then
 
-1. moves the clean gradients aside (:func:`~spacy_bioner.training.adversarial.take_grads`);
+1. moves the clean gradients aside (:func:`~spacy_bioner.models.adversarial.take_grads`);
 2. builds ``δ`` from ``g`` (unscaled first when mixed precision is on): FGSM in
    one step; PGD with K projected ascent steps, each a forward/backward pass
    whose weight gradients are dropped;
@@ -30,7 +30,7 @@ re-run through their public ``update`` (no private loss API), so any head that
 listens to a ``transformer`` works: spaCy's ``ner`` and ``bioner_tagger``.
 Cost per update: about 2× a clean one for FGSM, K + 1 times for PGD.
 
-The maths are plain functions in :mod:`spacy_bioner.training.adversarial`.
+The maths are plain functions in :mod:`spacy_bioner.models.adversarial`.
 """
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional
@@ -43,7 +43,7 @@ from spacy.util import registry
 from thinc.api import Config
 
 from ..errors import ConfigValueError
-from ..training.adversarial import check_settings
+from ..models.adversarial import check_settings
 
 DEFAULT_CONFIG = """
 [strategy]
@@ -193,7 +193,7 @@ class AdversarialTraining(Pipe):
 
     def hook(self) -> Any:
         """The embedding hook on the transformer's current Hugging Face model (installed on first use)."""
-        from ..training.adversarial import EmbeddingHook
+        from ..models.adversarial import EmbeddingHook
 
         shim = self.hf_shim()
         if shim is None:
@@ -220,7 +220,7 @@ class AdversarialTraining(Pipe):
         losses (Dict[str, float]): gets the weighted adversarial loss under this component's name.
         RETURNS (Dict[str, float]): ``losses``.
         """
-        from ..training.adversarial import (drop_grads, fgsm_delta, grad_scale, merge_grads, pgd_step,
+        from ..models.adversarial import (drop_grads, fgsm_delta, grad_scale, merge_grads, pgd_step,
                                             take_grads, unscale)
 
         if losses is None:
