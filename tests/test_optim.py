@@ -117,3 +117,54 @@ def test_adamw_takes_foreach_where_no_fused_kernel_exists(tensor):
     assert not adamw.defaults.get("fused") and adamw.defaults["foreach"] is True
     param.grad = torch.ones_like(param)
     adamw.step()  # no "fused=True requires ..." error
+
+
+def _train_step(nlp, examples, optimizer):
+    nlp.update(examples, sgd=False, drop=0.0)
+    for _, proc in nlp.pipeline:
+        if getattr(proc, "is_trainable", False):
+            proc.finish_update(optimizer)
+
+
+def test_a_loaded_pipeline_trains_as_its_config_says(tiny, train_file, tmp_path):
+    """`spacy.load` never calls the model's init: the torch step and checkpointing must still be on."""
+    nlp, examples = make(tiny, train_file, **{"components.transformer.model.gradient_checkpointing": True})
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert not hf_model(loaded).is_gradient_checkpointing  # nothing switched on before training starts
+    optimizer = loaded.resume_training()
+    examples = [Example(Doc(loaded.vocab, words=[t.text for t in eg.reference]), eg.reference) for eg in examples]
+    _train_step(loaded, examples, optimizer)
+    _train_step(loaded, examples, optimizer)  # the transformer steps on the previous batch's gradients
+    shim = loaded.get_pipe("transformer").model.layers[0].shims[0]
+    assert hf_model(loaded).is_gradient_checkpointing
+    assert isinstance(getattr(shim, "_spacy_bioner_adamw", (None,))[0], torch.optim.AdamW)
+    assert not any(isinstance(key, tuple) and key[0] == shim.id for key in optimizer.mom1)  # not thinc's loop
+    # prediction alone switches nothing on
+    fresh = spacy.load(tmp_path / "pipeline")
+    fresh("BRCA1 mutations")
+    assert not hf_model(fresh).is_gradient_checkpointing
+
+
+def test_no_weight_decay_on_biases_and_layernorm_weights(tiny, train_file):
+    """As HF's Trainer: weight decay on weight matrices and embeddings only."""
+    from spacy_bioner.models.optim import decay_parameter_names
+
+    from thinc.api import Adam
+
+    nlp, examples = make(tiny, train_file)
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(learn_rate=0.01, L2=0.5, L2_is_weight_decay=True, grad_clip=1.0, use_averages=False)
+    module = hf_model(nlp)
+    decay = set(decay_parameter_names(module))
+    names = [name for name, _ in module.named_parameters()]
+    assert decay and all(not name.endswith("bias") and "LayerNorm" not in name for name in decay)
+    assert any(name.endswith("LayerNorm.weight") for name in names) and any(name.endswith("bias") for name in names)
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    for p in module.parameters():  # zero gradients: only weight decay moves a weight
+        p.grad = torch.zeros_like(p)
+    nlp.get_pipe("transformer").finish_update(optimizer)
+    for name, p in module.named_parameters():
+        moved = not torch.equal(before[name], p.detach())
+        assert moved == (name in decay and bool(before[name].abs().sum() > 0)), name

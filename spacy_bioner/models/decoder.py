@@ -342,14 +342,16 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
         model.attrs["stride"] = min(model.attrs["stride"], model.attrs["window"])
     width = int(config.hidden_size)
     model.set_dim("nO", 2 * width if model.attrs["bidirectional"] else width)
-    if model.attrs["gradient_checkpointing"]:
-        from .transformer import enable_gradient_checkpointing
+    _prepare_for_training(model)
 
-        enable_gradient_checkpointing(model)
-    if model.attrs["torch_optimizer"]:
-        from .optim import use_torch_optimizer
 
-        use_torch_optimizer(model)
+def _prepare_for_training(model: Model) -> None:
+    """The config's torch AdamW step and gradient checkpointing, on the modules the model holds now
+    (at initialisation, and before each training pass: ``spacy.load`` never calls ``_init``)."""
+    from .transformer import prepare_for_training
+
+    prepare_for_training(model, torch_optimizer=model.attrs["torch_optimizer"],
+                         gradient_checkpointing=model.attrs["gradient_checkpointing"])
 
 
 def _pad_id(tokenizer: Any, transformer: Any) -> int:
@@ -444,6 +446,8 @@ def _encode(encoder: Model, seqs: List[numpy.ndarray], *, pad_id: int, is_train:
 
 
 def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    if is_train:
+        _prepare_for_training(model)
     ops = model.ops
     xp = ops.xp
     tokenizer = _tokenizer(model)

@@ -55,7 +55,8 @@ def torch_finish_update(shim, optimizer: Optimizer) -> None:
         # parameter averaging, RAdam, SGD and L2 added to the gradient are thinc's own: keep its per-parameter path
         type(shim).finish_update(shim, optimizer)
         return
-    params: List[torch.nn.Parameter] = [p for p in shim._model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in shim._model.named_parameters() if p.requires_grad]
+    params: List[torch.nn.Parameter] = [p for _, p in named]
     state = getattr(shim, STATE, None)
     if state is None or len(state[1]) != len(params) or any(q.data_ptr() != p.data_ptr()
                                                             for q, p in zip(state[1], params)):
@@ -63,8 +64,12 @@ def torch_finish_update(shim, optimizer: Optimizer) -> None:
         # does not bump the autograd version of the parameters, so a graph built before this step
         # (spaCy's `nlp.update(..., sgd=optimizer)` steps before the listeners' backward) stays valid.
         views = [p.data for p in params]
-        adamw = adamw_optimizer(views, lr=float(optimizer.learn_rate), betas=(optimizer.b1, optimizer.b2),
-                                eps=optimizer.eps, weight_decay=optimizer.L2 if optimizer.L2_is_weight_decay else 0.0)
+        decay_names = set(decay_parameter_names(shim._model))
+        # Two groups, as HF's Trainer: no weight decay on biases and normalisation weights.
+        groups = [{"params": [v for (name, _), v in zip(named, views) if name in decay_names], "decay": True},
+                  {"params": [v for (name, _), v in zip(named, views) if name not in decay_names], "decay": False}]
+        adamw = adamw_optimizer([g for g in groups if g["params"]], lr=float(optimizer.learn_rate),
+                                betas=(optimizer.b1, optimizer.b2), eps=optimizer.eps, weight_decay=0.0)
         state = (adamw, views)
         setattr(shim, STATE, state)
     adamw, views = state
@@ -76,7 +81,7 @@ def torch_finish_update(shim, optimizer: Optimizer) -> None:
             group["lr"] = rate
             group["betas"] = (float(optimizer.b1), float(optimizer.b2))
             group["eps"] = float(optimizer.eps)
-            group["weight_decay"] = float(optimizer.L2)
+            group["weight_decay"] = float(optimizer.L2) if group["decay"] else 0.0
         if optimizer.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], optimizer.grad_clip)
         adamw.step()
@@ -87,16 +92,34 @@ def torch_finish_update(shim, optimizer: Optimizer) -> None:
     shim._grad_scaler.update()
 
 
-def adamw_optimizer(params: List["torch.Tensor"], **settings: Any) -> "torch.optim.AdamW":
+#: Parameter-name patterns HF's Trainer keeps out of weight decay (``Trainer.get_decay_parameter_names``).
+NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+
+
+def decay_parameter_names(module: "torch.nn.Module") -> List[str]:
+    """Names of the parameters that take weight decay: all but biases and LayerNorm/RMSNorm weights.
+
+    The same selection as Hugging Face's ``Trainer`` (its ``get_parameter_names`` helper, LayerNorm
+    modules and the name patterns of :data:`NO_DECAY_PATTERNS` excluded).
+    module (torch.nn.Module): the model.
+    RETURNS (List[str]): parameter names as ``named_parameters`` gives them.
+    """
+    import torch
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    return get_parameter_names(module, [torch.nn.LayerNorm], NO_DECAY_PATTERNS)
+
+
+def adamw_optimizer(params: List[Any], **settings: Any) -> "torch.optim.AdamW":
     """``torch.optim.AdamW`` with the fused kernel where torch has one for these tensors, else ``foreach``.
 
-    params (List[torch.Tensor]): the tensors to update.
+    params (List[Any]): the tensors to update, or parameter groups (dicts with ``params``).
     settings: ``lr``, ``betas``, ``eps``, ``weight_decay``.
     RETURNS (torch.optim.AdamW): the optimizer.
     """
     import torch
 
-    fused = has_fused_kernel(params)
+    fused = has_fused_kernel([t for p in params for t in (p["params"] if isinstance(p, dict) else [p])])
     return torch.optim.AdamW(params, **({"fused": True} if fused else {"foreach": True}), **settings)
 
 

@@ -15,6 +15,9 @@ from thinc.api import Model
 
 from .backbones import resolve_backbone
 
+#: Marks a Hugging Face module whose gradient checkpointing spacy-bioner switched on.
+CHECKPOINTING_ATTR = "_spacy_bioner_checkpointing"
+
 
 def transformer_model(
     name: str,
@@ -77,12 +80,7 @@ def transformer_model(
         if not model.attrs["has_transformer"]:
             model.attrs["name"] = resolve_backbone(model.attrs["name"])
         result = hf_init(model, X=X, Y=Y)
-        if gradient_checkpointing:
-            enable_gradient_checkpointing(model)
-        if torch_optimizer:
-            from .optim import use_torch_optimizer
-
-            use_torch_optimizer(model)
+        prepare_for_training(model, torch_optimizer=torch_optimizer, gradient_checkpointing=gradient_checkpointing)
         return result
 
     model.init = init
@@ -108,7 +106,37 @@ def transformer_model(
             return plain_forward(model, docs, is_train)
 
         model._func = forward
+    if torch_optimizer or gradient_checkpointing:
+        # `spacy.load` never calls `init`: a loaded pipeline gets the config's training settings at its first
+        # training forward pass, so continued training (sourced, packaged, `resume_training`) is the same.
+        inner_forward = model._func
+
+        def training_forward(model: Model, docs: List[Doc], is_train: bool):
+            if is_train:
+                prepare_for_training(model, torch_optimizer=torch_optimizer,
+                                     gradient_checkpointing=gradient_checkpointing)
+            return inner_forward(model, docs, is_train)
+
+        model._func = training_forward
     return model
+
+
+def prepare_for_training(model: Model, *, torch_optimizer: bool, gradient_checkpointing: bool) -> None:
+    """Switch on what the config asks for training, on whichever torch modules the model holds now.
+
+    Idempotent and cheap, so it runs at initialisation and before every training forward pass: the
+    modules are created at initialisation and again when a saved pipeline is loaded.
+
+    model (Model): a model that wraps Hugging Face modules in PyTorch shims.
+    torch_optimizer (bool): update the shims' weights with :func:`~spacy_bioner.models.optim.torch_finish_update`.
+    gradient_checkpointing (bool): recompute activations in the backward pass.
+    """
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if torch_optimizer:
+        from .optim import use_torch_optimizer
+
+        use_torch_optimizer(model)
 
 
 def cached_forward(model: Model, docs: List[Doc], is_train: bool):
@@ -163,12 +191,13 @@ def enable_gradient_checkpointing(model: Model) -> None:
     for node in model.walk():
         for shim in node.shims:
             hf = getattr(shim, "_model", None)
-            if hf is None:
+            if hf is None or getattr(hf, CHECKPOINTING_ATTR, False):
                 continue
             if not getattr(hf, "supports_gradient_checkpointing", False):
                 raise ValueError(f"gradient_checkpointing: {type(hf).__name__} does not support it; "
                                  "set components.transformer.model.gradient_checkpointing = false")
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            setattr(hf, CHECKPOINTING_ATTR, True)
 
 
 @registry.architectures("spacy_bioner.TransformerModel.v1")
