@@ -5,7 +5,7 @@ import spacy
 from typer.testing import CliRunner
 
 from spacy_bioner.cli import app
-from spacy_bioner.evaluation.crossval import make_folds, summarise_folds
+from spacy_bioner.experiments.crossval import make_folds, summarise_folds
 
 from .conftest import PROJECT
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import srsly
 
-from spacy_bioner.evaluation.sweep_report import best_run, markdown, summarise_cells, write_report
 from spacy_bioner.errors import ConfigValueError
-from spacy_bioner.training.sweep import SweepResults, classify, load_grid, run_sweep
+from spacy_bioner.experiments.runs import classify
+from spacy_bioner.experiments.sweep import SweepResults, load_grid, run_sweep
+from spacy_bioner.experiments.sweep_report import best_run, markdown, summarise_cells, write_report
 
 from .conftest import PROJECT
 
@@ -165,7 +166,7 @@ def test_ray_backend_runs_the_same_grid(tmp_path, toy):
 
 
 def test_ray_backend_without_ray_says_how_to_install(tmp_path, toy, monkeypatch):
-    from spacy_bioner.training import ray_sweep
+    from spacy_bioner.experiments import ray_sweep
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ModuleNotFoundError, match=r"spacy-bioner\[ray\]"):
@@ -201,7 +202,7 @@ def test_report_uses_dev_for_selection_and_seeds_for_spread():
 @pytest.mark.slow
 def test_best_run_wheel_installs_in_a_fresh_venv_and_tags(tmp_path, tiny):
     """A tiny transformer + bioner_tagger (needs spacy-bioner's code) → wheel → fresh venv → spacy.load."""
-    from spacy_bioner.packaging.wheel import package_best
+    from spacy_bioner.experiments.package_best import package_best
 
     toy = tmp_path / "train.tsv"
     toy.write_text("\n".join(ROWS.format(i=i) for i in range(22)) + "\n", encoding="utf8")

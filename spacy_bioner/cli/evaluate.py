@@ -138,7 +138,7 @@ def cross_validate_cli(
     backbone check, schedule fitted to the fold). Extra --section.key value
     options override the config.
     """
-    from ..evaluation.crossval import cross_validate
+    from ..experiments.crossval import cross_validate
 
     # DATA is variadic, so click hands it the override options as well: split them off.
     args = [str(d) for d in data] + list(ctx.args)

@@ -28,11 +28,11 @@ def sweep_cli(
     Each run ends ok, failed (with its error) or diverged (dev F1 0 or a NaN loss);
     the sweep goes on either way. At the end: report.md, summary.json and plots/.
     """
-    from ..evaluation.sweep_report import write_report
-    from ..training.sweep import run_sweep
+    from ..experiments.sweep import run_sweep
+    from ..experiments.sweep_report import write_report
 
     if backend == "ray":
-        from ..training.ray_sweep import INSTALL_HINT
+        from ..experiments.ray_sweep import INSTALL_HINT
 
         try:
             import ray  # noqa: F401
@@ -56,7 +56,7 @@ def sweep_report_cli(
     output_dir: Path = typer.Argument(..., help="A sweep's folder (with sweep.jsonl)"),
 ) -> None:
     """Write report.md, summary.json and plots/ from a sweep's results (also while it runs)."""
-    from ..evaluation.sweep_report import write_report
+    from ..experiments.sweep_report import write_report
 
     if not (output_dir / "sweep.jsonl").is_file():
         fail(f"{output_dir}: no sweep.jsonl (run `spacy-bioner sweep GRID {output_dir}` first)")
@@ -78,7 +78,7 @@ def package_best_cli(
     spacy-bioner's own wheel is written beside it: install both with
     `pip install --find-links PACKAGES PACKAGES/en_NAME-VERSION-py3-none-any.whl`.
     """
-    from ..packaging.wheel import package_best
+    from ..experiments.package_best import package_best
 
     with friendly_errors():
         out = package_best(output_dir, packages_dir, name=name, version=version, n_bootstrap=bootstrap,

@@ -1,1 +1,1 @@
-"""Evaluation: spaCy scorer + seqeval metrics, reports and plots, predicting, cross-validation."""
+"""Evaluation: spaCy scorer + seqeval metrics, reports and plots, predicting, noisy test sets."""

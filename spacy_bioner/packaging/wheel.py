@@ -1,7 +1,8 @@
-"""The best run of a sweep as a pip-installable wheel with a model card.
+"""A trained run as a pip-installable wheel with a model card.
 
-``spacy-bioner package-best OUTPUT_DIR`` picks the ``ok`` run with the best dev
-F1, scores it on dev and test (strict P/R/F1 overall and per type, each with a
+:func:`package_run` takes a run's record (``spacy-bioner package-best`` picks the
+``ok`` run of a sweep with the best dev F1: :mod:`spacy_bioner.experiments.package_best`),
+scores it on dev and test (strict P/R/F1 overall and per type, each with a
 95 % bootstrap interval), writes the model card into ``meta.json`` and
 ``README.md`` and runs ``spacy package --build wheel``. spaCy adds the packages
 whose registered code the pipeline uses (spacy-bioner, spacy-transformers) to
@@ -250,17 +251,3 @@ def _backbone_url(backbone: Any) -> str:
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
         return f"https://huggingface.co/{text}"
     return ""
-
-
-def package_best(output_dir: Path, packages_dir: Path, **kwargs: Any) -> Dict[str, Any]:
-    """Package the ``ok`` run with the best dev F1 of the sweep in ``output_dir`` (see :func:`package_run`)."""
-    from ..evaluation.sweep_report import best_run
-    from ..training.sweep import SweepResults
-
-    results = SweepResults(output_dir)
-    if not results.path.exists():
-        raise FileNotFoundError(f"{output_dir}: no {results.path.name} (run `spacy-bioner sweep GRID {output_dir}`)")
-    best = best_run(results.records())
-    if best is None:
-        raise ConfigValueError(f"{results.path}: no run finished ok, so there is no best model to package")
-    return package_run(best, packages_dir, **kwargs)

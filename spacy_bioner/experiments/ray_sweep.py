@@ -1,7 +1,7 @@
 """The ``ray`` backend of sweeps: Ray Tune runs the pending runs as trials.
 
 Each trial runs the same child process as the ``local`` backend
-(:func:`~spacy_bioner.training.sweep.execute_run`) and reports the run's record
+(:func:`~spacy_bioner.experiments.runs.execute_run`) and reports the run's record
 once, when the run ends; a callback in the driver appends it to ``sweep.jsonl``,
 so resuming works exactly as with ``local`` (finished runs are never resubmitted).
 A local Ray starts by default; ``address`` joins a cluster, where OUTPUT_DIR and
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .sweep import RunSpec, execute_run
+from .runs import RunSpec, execute_run
 
 INSTALL_HINT = "the ray backend needs Ray Tune: pip install 'spacy-bioner[ray]' (or 'ray[tune]>=2.9')"
 RECORD_KEY = "sweep_record"

@@ -3,7 +3,7 @@ per batch size, per model), the model × batch-size F1 table at each model's bes
 rate, peak memory against training time with a fitted line, seeds as mean ± std,
 and a Markdown report naming the best run by dev F1 (test scores for the record).
 
-Everything reads ``sweep.jsonl`` only (:class:`~spacy_bioner.training.sweep.SweepResults`).
+Everything reads ``sweep.jsonl`` only (:class:`~spacy_bioner.experiments.sweep.SweepResults`).
 """
 import json
 import math
@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..training.sweep import SEED_KEY
+from .runs import SEED_KEY
 
 METRICS = ("dev_p", "dev_r", "dev_f", "test_p", "test_r", "test_f", "wall_seconds", "train_words_per_second",
            "peak_rss_mib", "peak_gpu_mib")
@@ -236,7 +236,7 @@ def write_report(output_dir: Path, *, title: Optional[str] = None) -> Dict[str, 
 
     RETURNS (Dict[str, Path]): what was written, by name.
     """
-    from ..training.sweep import SweepResults
+    from .sweep import SweepResults
 
     records = SweepResults(output_dir).records()
     plots = write_plots(records, output_dir / "plots") if records else {}

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from thinc.api import Config
 
-from .report import write_json
+from ..evaluation.report import write_json
 
 #: The metrics summarised over folds, and where they live in metrics.json.
 HEADLINE = {
@@ -95,7 +95,7 @@ def cross_validate(
     from ..corpus.readers import load_corpus_docs
     from ..training.config import build_config
     from ..training.run import run_training
-    from .predict import evaluate_model
+    from ..evaluation.predict import evaluate_model
 
     vocab = Vocab()
     docs = [d for path in data for d in load_corpus_docs(path, vocab=vocab)]
