@@ -9,7 +9,7 @@ from spacy.training import Example
 from typer.testing import CliRunner
 
 from spacy_bioner.cli import app
-from spacy_bioner.evaluation.noise import (NOISE_KINDS, changed_tokens, mention_pool, noisy_doc, noisy_docs,
+from spacy_bioner.corpus.noise import (NOISE_KINDS, changed_tokens, mention_pool, noisy_doc, noisy_docs,
                                            parse_kinds, respell, typo)
 
 runner = CliRunner()
@@ -95,7 +95,7 @@ def test_parse_kinds():
 @pytest.mark.parametrize("name", ["spacy_bioner.entity_swap_augmenter.v1", "spacy_bioner.mention_noise_augmenter.v1",
                                   "spacy_bioner.case_augmenter.v1"])
 def test_augmenters_from_the_registry(doc, name):
-    import spacy_bioner.evaluation.noise  # noqa: F401
+    import spacy_bioner.training.augmenters  # noqa: F401
 
     nlp = spacy.blank("en")
     augment = spacy.registry.resolve({"a": {"@augmenters": name, "level": 1.0, "seed": 0}})["a"]
@@ -111,7 +111,7 @@ def test_augmenters_from_the_registry(doc, name):
 
 def test_augmenter_in_a_corpus_config(tmp_path):
     from spacy_bioner.corpus.readers import create_iob_corpus
-    import spacy_bioner.evaluation.noise  # noqa: F401
+    import spacy_bioner.training.augmenters  # noqa: F401
 
     path = tmp_path / "train.tsv"
     path.write_text("\n".join(f"{w}\t{t}" for w, t in zip(WORDS, TAGS)) + "\n\n", encoding="utf8")

@@ -92,7 +92,7 @@ def evaluate_cli(
     With --noise KIND[,KIND] it also scores seeded noisy copies of the data (clean vs
     noisy P/R/F1 per kind, in the metrics JSON under "robustness" and in the report).
     """
-    from ..evaluation.noise import parse_kinds
+    from ..corpus.noise import parse_kinds
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import write_outputs
 

@@ -190,7 +190,7 @@ def robustness(nlp: "Language", gold: Sequence["Doc"], kinds: Sequence[str], *, 
         ``delta_f`` (noisy − clean) and ``changed_tokens``; plus the settings.
     """
     from ..corpus.readers import load_corpus_docs
-    from .noise import changed_tokens, mention_pool, noisy_docs
+    from ..corpus.noise import changed_tokens, mention_pool, noisy_docs
 
     def row(metrics: Dict[str, Any]) -> Dict[str, float]:
         sp, b = metrics["spacy"], metrics["bootstrap"]
