@@ -156,12 +156,18 @@ def add_adversarial(config: Config, adversarial: Config) -> Config:
     adversarial (Config): a file with ``[components.bioner_adversarial]`` (and its strategy).
     RETURNS (Config): a new config; its pipeline runs the component after the last
         component listening to the transformer (the heads), before ``doc_cleaner``.
+        The file's ``[training.before_to_disk]`` (which keeps the component out of
+        saved pipelines) wraps the config's own callback, if it has one, as ``then``.
     """
     if "transformer" not in config["nlp"]["pipeline"]:
         raise ConfigValueError("adversarial training perturbs the `transformer` component's embeddings; this "
                                f"pipeline has none ({config['nlp']['pipeline']}: a decoder backbone or tok2vec "
                                "config). Use an encoder backbone with the transformer base config")
+    own = config.get("training", {}).get("before_to_disk")
+    hook = adversarial.get("training", {}).get("before_to_disk")
     merged = Config(config).copy().merge(adversarial)
+    if isinstance(own, dict) and isinstance(hook, dict) and own != hook:
+        merged["training"]["before_to_disk"] = {**Config(hook).copy(), "then": Config(own).copy()}
     names = [name for name in adversarial.get("components", {})]
     pipeline = [name for name in merged["nlp"]["pipeline"] if name not in names]
     heads = [i for i, name in enumerate(pipeline) if name in HEADS.values()]

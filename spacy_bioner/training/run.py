@@ -107,6 +107,7 @@ def run_training(
     if any(isinstance(c, dict) and c.get("factory") == "bioner_adversarial"
            for c in config.get("components", {}).values()):
         from ..pipeline import adversarial  # noqa: F401  (registers the factory without the entry points)
+        from . import callbacks  # noqa: F401  (and the before_to_disk callback its config names)
     require_gpu(gpu_id, need_torch=backbone is not None)
     config, plan = fit_schedule(config, explicit=explicit_total_steps)
     if plan.train_examples == 0:
@@ -161,7 +162,8 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
     """spaCy's training loop (``spacy.training.loop.train``), keeping count as it goes.
 
     The same steps as spaCy's own ``train``: its batches, evaluation callback,
-    checkpoints (``model-best``, ``model-last``), meta and logger. It also
+    checkpoints (``model-best``, ``model-last``, without training-only components
+    such as ``bioner_adversarial``), meta and logger. It also
     returns how many steps, epochs and words it saw, its seconds, and the dev
     scores of the best checkpoint.
 
@@ -181,6 +183,8 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
     from thinc.api import fix_random_seed, set_gpu_allocator
     from wasabi import Printer
 
+    from .callbacks import drop_training_only  # also registers the callback the adversarial configs name
+
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
     msg = Printer(no_print=True)
@@ -192,7 +196,12 @@ def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO]
     T = registry.resolve(config["training"], schema=ConfigSchemaTraining)
     train_corpus, dev_corpus = resolve_dot_names(config, [T["train_corpus"], T["dev_corpus"]])
     optimizer = T["optimizer"]
-    before_to_disk = create_before_to_disk_callback(T["before_to_disk"])
+    configured_before_to_disk = create_before_to_disk_callback(T["before_to_disk"])
+
+    def before_to_disk(nlp):
+        # training-only components never reach a checkpoint, whatever the config's callback
+        return drop_training_only(configured_before_to_disk(nlp))
+
     frozen = T["frozen_components"]
 
     def save_checkpoint(is_best: bool) -> None:
