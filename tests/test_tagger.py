@@ -140,7 +140,7 @@ def assert_every_token_predicted(tagger, doc):
     vectors = tagger.model.get_ref("tok2vec").predict([doc])[0]
     assert vectors.shape[0] == len(doc)
     assert [bool(numpy.abs(row).sum() > 0) for row in vectors] == [not t.is_space for t in doc]
-    (ids,) = tagger.predict([doc])
+    (ids,) = tagger.predict([doc]).tag_ids
     assert len(ids) == len(doc)
     assert doc_tags(doc) == [tagger.tags[i] for i in ids]
     assert valid(doc_tags(doc), "iob2"), doc_tags(doc)

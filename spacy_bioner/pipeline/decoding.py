@@ -147,3 +147,71 @@ def tags_to_spans(tag_ids: Sequence[int], tags: Sequence[str]) -> List[EntitySpa
     if start >= 0:
         spans.append((start, len(tag_ids), label))
     return spans
+
+
+def marginals(
+    scores: Sequence, *, allowed, start, end, max_cells: int = 4_000_000
+) -> List[numpy.ndarray]:
+    """Each token's tag probabilities under the constrained model (forward–backward).
+
+    The model is the one :func:`viterbi` maximises: a sequence's probability is the product of its
+    tokens' tag probabilities, renormalised over the valid sequences only. So a token's marginal of
+    ``I-X`` is 0 where no valid sequence puts it there, and the marginals of each token sum to 1.
+
+    scores (Sequence[Floats2d]): per document (or sentence), ``(n_tokens, n_tags)`` log-probabilities.
+    allowed, start, end: from :func:`transition_mask`.
+    max_cells (int): padded ``batch × length × tags`` per group, as in :func:`viterbi`.
+    RETURNS (List[numpy.ndarray]): per document, ``(n_tokens, n_tags)`` float32 probabilities (on the host).
+    """
+    out: List[numpy.ndarray] = [numpy.zeros((len(s), s.shape[1] if len(s.shape) > 1 else 0), dtype="float32")
+                                for s in scores]
+    order = sorted((i for i in range(len(scores)) if len(scores[i])), key=lambda i: len(scores[i]))
+    if not order:
+        return out
+    n_tags = scores[order[0]].shape[1]
+    group: List[int] = []
+    for i in order:
+        if group and (len(group) + 1) * len(scores[i]) * n_tags > max_cells:
+            _marginals_group([scores[k] for k in group], group, out, allowed, start, end)
+            group = []
+        group.append(i)
+    _marginals_group([scores[k] for k in group], group, out, allowed, start, end)
+    return out
+
+
+def _logsumexp(x, axis: int):
+    xp = _xp(x)
+    top = x.max(axis=axis, keepdims=True)
+    return (top + xp.log(xp.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def _marginals_group(scores, ids, out, allowed, start, end) -> None:
+    xp = _xp(scores[0])
+    lengths = numpy.array([len(s) for s in scores])
+    batch, length, n_tags = len(scores), int(lengths.max()), scores[0].shape[1]
+    X = xp.zeros((batch, length, n_tags), dtype="float32")
+    for b, s in enumerate(scores):
+        X[b, : len(s)] = s
+    neg = numpy.float32(-1e9)
+    trans = xp.where(xp.asarray(allowed), xp.asarray(numpy.float32(0.0)), xp.asarray(neg))
+    log_start = xp.where(xp.asarray(start), 0.0, neg).astype("float32")
+    log_end = xp.where(xp.asarray(end), 0.0, neg).astype("float32")
+    n = xp.asarray(lengths)
+    alpha = xp.zeros((batch, length, n_tags), dtype="float32")
+    alpha[:, 0] = X[:, 0] + log_start[None, :]
+    for t in range(1, length):
+        alpha[:, t] = _logsumexp(alpha[:, t - 1, :, None] + trans[None, :, :], axis=1) + X[:, t]
+    beta = xp.zeros((batch, length, n_tags), dtype="float32")
+    current = xp.broadcast_to(log_end[None, :], (batch, n_tags)).copy()
+    for t in range(length - 1, -1, -1):
+        # beta at a sequence's last token is `end`; earlier ones sum over the next token's tags
+        if t < length - 1:
+            new = _logsumexp(trans[None, :, :] + (X[:, t + 1] + current)[:, None, :], axis=2)
+            current = xp.where((t + 1 < n)[:, None], new, current)
+        beta[:, t] = current
+    last = alpha[xp.arange(batch), xp.asarray(lengths - 1)]
+    log_z = _logsumexp(last + log_end[None, :], axis=1)
+    probs = xp.exp(alpha + beta - log_z[:, None, None])
+    probs = probs.get() if hasattr(probs, "get") else numpy.asarray(probs)
+    for b, doc_id in enumerate(ids):
+        out[doc_id] = probs[b, : lengths[b]].astype("float32")

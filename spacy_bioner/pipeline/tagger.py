@@ -18,7 +18,20 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Floats2d
 
-from .decoding import HEAD_SCHEMES, tag_names, tags_to_spans, transition_mask, viterbi
+from ..corpus.sentences import sentence_bounds
+from .decoding import HEAD_SCHEMES, marginals, tag_names, tags_to_spans, transition_mask, viterbi
+
+#: Default ``doc.spans`` key where the tagger puts its entities with their confidences.
+SPANS_KEY = "ents"
+
+class TaggerPrediction(NamedTuple):
+    """What :meth:`BioNERTagger.predict` returns for a batch of Docs."""
+
+    tag_ids: List[numpy.ndarray]
+    """Per Doc, the decoded tag id of each token (the best valid sequence of each sentence)."""
+    confidences: Optional[List[numpy.ndarray]]
+    """Per Doc, each token's probability of its decoded tag under the constrained model (None: not computed)."""
+
 
 class TagTables(NamedTuple):
     """What decoding and the loss look up, for one set of labels."""
@@ -51,30 +64,34 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
 @Language.factory(
     "bioner_tagger",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_config={"model": DEFAULT_MODEL, "scheme": "iob2", "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
+    default_config={"model": DEFAULT_MODEL, "scheme": "iob2", "spans_key": SPANS_KEY,
+                    "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_bioner_tagger(nlp: Language, name: str, model: Model[List[Doc], List[Floats2d]], scheme: str,
-                       scorer: Optional[Callable]) -> "BioNERTagger":
+                       spans_key: Optional[str], scorer: Optional[Callable]) -> "BioNERTagger":
     """A token-classification NER head with constrained decoding.
 
     model (Model[List[Doc], List[Floats2d]]): tag scores per token (``spacy_bioner.TokenClassifier.v1``).
     scheme (str): ``iob2`` (B/I/O, as the studies) or ``bilou``.
+    spans_key (Optional[str]): ``doc.spans`` key of the entities with their confidences in
+        ``doc.spans[spans_key].attrs["scores"]`` (``null``: no confidences, decoding only).
     scorer (Optional[Callable]): scores ``doc.ents`` (spaCy's NER scorer).
     """
-    return BioNERTagger(nlp.vocab, model, name, scheme=scheme, scorer=scorer)
+    return BioNERTagger(nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, scorer=scorer)
 
 
 class BioNERTagger(TrainablePipe):
     """Token classification over entity tags, decoded into ``doc.ents``."""
 
     def __init__(self, vocab: Vocab, model: Model, name: str = "bioner_tagger", *, scheme: str = "iob2",
-                 scorer: Optional[Callable] = None) -> None:
+                 spans_key: Optional[str] = SPANS_KEY, scorer: Optional[Callable] = None) -> None:
         if scheme not in HEAD_SCHEMES:
             raise ValueError(f"bioner_tagger: unknown scheme {scheme!r}; choose one of {', '.join(HEAD_SCHEMES)}")
         self.vocab = vocab
         self.model = model
         self.name = name
+        self.spans_key = spans_key
         self.cfg: Dict = {"labels": [], "scheme": scheme}
         self.scorer = scorer
         self._tables: Optional[TagTables] = None
@@ -120,30 +137,71 @@ class BioNERTagger(TrainablePipe):
             raise ValueError(f"bioner_tagger: cannot add a label after training started (labels: {self.labels})")
 
     # -------------------------------------------------------------- prediction
-    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
-        """Decoded tag ids per Doc (the best valid sequence)."""
+    def predict(self, docs: Iterable[Doc]) -> TaggerPrediction:
+        """Decoded tag ids per Doc (the best valid sequence of each sentence) and their confidences."""
         docs = list(docs)
+        want_confidence = self.spans_key is not None
         if not any(len(doc) for doc in docs):
-            return [numpy.zeros((len(doc),), dtype="int32") for doc in docs]
+            empty = [numpy.zeros((len(doc),), dtype="int32") for doc in docs]
+            return TaggerPrediction(empty, [numpy.zeros((len(doc),), dtype="float32") for doc in docs]
+                                    if want_confidence else None)
         scores = self.model.predict(docs)
-        return self.decode(scores)
+        return self.decode(scores, bounds=[sentence_bounds(doc) for doc in docs], confidence=want_confidence)
 
-    def decode(self, scores: Sequence[Floats2d]) -> List[numpy.ndarray]:
-        """Constrained Viterbi over log-softmax scores, all documents at once."""
+    def decode(self, scores: Sequence[Floats2d], *, bounds: Optional[Sequence[Sequence[Tuple[int, int]]]] = None,
+               confidence: bool = False) -> TaggerPrediction:
+        """Constrained Viterbi over log-softmax scores, every sentence of every document at once.
+
+        Each sentence is decoded on its own, so no entity crosses a sentence boundary (gold never does).
+        scores (Sequence[Floats2d]): per Doc, ``(n_tokens, n_tags)`` scores.
+        bounds (Optional[Sequence[Sequence[Tuple[int, int]]]]): per Doc, its sentences' ``(start, end)``
+            token offsets (:func:`~spacy_bioner.corpus.sentences.sentence_bounds`); None: each Doc is one sequence.
+        confidence (bool): also compute each token's marginal probability of its decoded tag.
+        RETURNS (TaggerPrediction): tag ids per Doc and, with ``confidence``, their probabilities.
+        """
         ops = self.model.ops
         lengths = numpy.asarray([len(s) for s in scores], dtype="int32")
         flat = ops.flatten(list(scores))
         flat = flat - flat.max(axis=1, keepdims=True)
         logp = flat - ops.xp.log(ops.xp.exp(flat).sum(axis=1, keepdims=True))
+        per_doc = ops.unflatten(logp, lengths)
+        if bounds is None:
+            bounds = [[(0, int(n))] for n in lengths]
+        segments = [doc_logp[start:end] for doc_logp, doc_bounds in zip(per_doc, bounds)
+                    for start, end in doc_bounds]
         allowed, start, end = self.tables.transitions
-        return viterbi(ops.unflatten(logp, lengths), allowed=allowed, start=start, end=end)
+        paths = viterbi(segments, allowed=allowed, start=start, end=end)
+        probs = None
+        if confidence:
+            probs = [m[numpy.arange(len(path)), path] if len(path) else numpy.zeros((0,), dtype="float32")
+                     for m, path in zip(marginals(segments, allowed=allowed, start=start, end=end), paths)]
+        tag_ids, confidences, k = [], [], 0
+        for doc_bounds, n in zip(bounds, lengths):
+            parts = len(doc_bounds)
+            tag_ids.append(numpy.concatenate(paths[k:k + parts]).astype("int32") if parts
+                           else numpy.zeros((int(n),), dtype="int32"))
+            if probs is not None:
+                confidences.append(numpy.concatenate(probs[k:k + parts]).astype("float32") if parts
+                                   else numpy.zeros((int(n),), dtype="float32"))
+            k += parts
+        return TaggerPrediction(tag_ids, confidences if probs is not None else None)
 
-    def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[numpy.ndarray]) -> None:
-        """Set ``doc.ents`` from decoded tag ids (every other token becomes ``O``)."""
+    def set_annotations(self, docs: Iterable[Doc], prediction: TaggerPrediction) -> None:  # type: ignore[override]
+        """Set ``doc.ents`` from decoded tag ids (every other token becomes ``O``), and the same entities
+        with their confidences (the mean of their tokens' tag probabilities) in
+        ``doc.spans[spans_key]``, ``.attrs["scores"]``."""
         tags = self.tags
-        for doc, ids in zip(docs, tag_ids):
-            spans = [Span(doc, start, end, label=label) for start, end, label in tags_to_spans(ids, tags)]
+        if not isinstance(prediction, TaggerPrediction):  # bare tag ids per Doc
+            prediction = TaggerPrediction(list(prediction), None)
+        confidences = prediction.confidences
+        for k, (doc, ids) in enumerate(zip(docs, prediction.tag_ids)):
+            found = tags_to_spans(ids, tags)
+            spans = [Span(doc, start, end, label=label) for start, end, label in found]
             doc.set_ents(spans, default="outside")
+            if self.spans_key is not None and confidences is not None:
+                doc.spans[self.spans_key] = spans
+                doc.spans[self.spans_key].attrs["scores"] = [round(float(confidences[k][start:end].mean()), 6)
+                                         for start, end, _ in found]
 
     # ---------------------------------------------------------------- training
     def get_loss(self, examples: Iterable[Example], scores: Sequence[Floats2d]) -> Tuple[float, List[Floats2d]]:
