@@ -61,11 +61,36 @@ def test_torch_optimizer_steps_all_weights_at_once_and_learns(tiny, train_file):
 
 
 def test_update_with_sgd_inside_nlp_update_still_works(tiny, train_file):
-    """spaCy's `nlp.update(sgd=...)` steps the transformer before the listeners' backward pass."""
+    """spaCy's `nlp.update(sgd=...)` steps the transformer before the listeners' backward pass (so each step
+    applies the previous update's gradient): the backbone still takes the torch AdamW step with the head's
+    gradient, the head steps too, and the loss falls."""
+    import math
+
+    import numpy
+
     nlp, examples = make(tiny, train_file)
     optimizer = nlp.initialize(lambda: examples)
-    for _ in range(3):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    output = nlp.get_pipe("bioner_tagger").model.get_ref("output")
+    trf_before = {k: v.detach().clone() for k, v in hf_model(nlp).named_parameters()}
+    head_before = {name: output.get_param(name).copy() for name in ("W", "b")}
+    losses = []
+    for _ in range(8):
+        step = {}
+        nlp.update(examples, sgd=optimizer, losses=step, drop=0.0)
+        optimizer.step_schedules()
+        losses.append(step["bioner_tagger"])
+    assert all(math.isfinite(loss) and loss > 0 for loss in losses), losses
+    changed = {k for k, v in hf_model(nlp).named_parameters() if not torch.equal(trf_before[k], v)}
+    assert len(changed) > len(trf_before) // 2
+    # biases take no weight decay: they move only if the listener's gradient reached the backbone and was stepped
+    assert any(k.endswith(".bias") for k in changed), sorted(changed)
+    assert all(torch.isfinite(v).all() for v in hf_model(nlp).parameters())
+    assert isinstance(shim._spacy_bioner_adamw[0], torch.optim.AdamW)  # by the torch step, not thinc's loop
+    assert not any(isinstance(key, tuple) and key[0] == shim.id for key in optimizer.mom1)
+    for name, before in head_before.items():
+        assert not numpy.array_equal(output.get_param(name), before), f"head {name} did not change"
+    assert losses[-1] < losses[0], losses
 
 
 def test_switch_off_keeps_thincs_per_parameter_optimizer(tiny, train_file):
