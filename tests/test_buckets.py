@@ -10,7 +10,8 @@ from spacy.training import Example
 from spacy.util import load_model_from_config
 
 from spacy_bioner.corpus.conll import read_docs
-from spacy_bioner.models.buckets import PATCH_ATTR, enable_length_buckets, length_groups, padded_cost
+from spacy_bioner.models.buckets import (PATCH_ATTR, enable_length_buckets, length_groups, padded_cost,
+                                         padded_size_groups)
 from spacy_bioner.models.inference import add_length_buckets, quantize_int8
 from spacy_bioner.training.config import build_config, fit_schedule
 
@@ -36,6 +37,24 @@ def test_length_groups_edges():
     for bad in (0, -0.5, 1.5):
         with pytest.raises(ValueError, match="in \\(0, 1\\]"):
             length_groups([3], ratio=bad)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_padded_size_groups_stay_within_the_budget(seed):
+    """The decoder's prediction batches: shortest first, each group padded to its longest within max_items."""
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, 300) for _ in range(rng.randint(0, 70))]
+    groups = padded_size_groups(lengths, max_items=1000)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    flat = [lengths[i] for g in groups for i in g]
+    assert flat == sorted(flat)
+    for k, group in enumerate(groups):
+        size = len(group) * max(lengths[i] for i in group)
+        assert size <= 1000 or len(group) == 1
+        if k + 1 < len(groups):  # a group ends only when the next row would overflow it
+            nxt = groups[k + 1][0]
+            assert (len(group) + 1) * max(lengths[nxt], *(lengths[i] for i in group)) > 1000
+    assert padded_size_groups([2000, 5], max_items=1000) == [[1], [0]]
 
 
 def padded_batch(tiny, n=12, seed=0):

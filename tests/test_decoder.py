@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from spacy_bioner.corpus.conll import read_docs
 from spacy_bioner.errors import BackboneNotFoundError
 from spacy_bioner.models.decoder import (ARCHITECTURE, configure_decoder_tagger, decoder_modules, decoder_tagger,
-                                         doc_pieces, plan_windows, word_texts)
+                                         doc_pieces, word_texts)
+from spacy_bioner.models.windows import plan_windows
 from spacy_bioner.training.config import build_config, fit_schedule
 
 from .conftest import PROJECT

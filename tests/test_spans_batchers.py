@@ -11,7 +11,8 @@ from spacy.training import Example
 from spacy_bioner.corpus.sentences import n_sentences
 from spacy_bioner.training.batchers import batch_by_sentences
 from spacy_bioner.training.schedules import configure_warmup_linear_fraction
-from spacy_bioner.models.spans import SubwordWindows, fit_windows, window_bounds
+from spacy_bioner.models.spans import SubwordWindows
+from spacy_bioner.models.windows import fit_windows, window_bounds
 
 
 @settings(max_examples=200, deadline=None)

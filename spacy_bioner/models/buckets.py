@@ -13,6 +13,10 @@ On a GPU a small batch is bound by kernel launches, not arithmetic, so extra
 sub-batches cost more than the padding they save: buckets are off there unless
 asked for. The patch is an instance ``forward`` on the Hugging Face module: its
 ``state_dict`` (and so serialisation) is unchanged.
+
+:func:`padded_size_groups` is the other way of bucketing by length: rows sorted
+by length and grouped under a budget of padded positions (the decoder's
+prediction batches, ``spacy_bioner.DecoderTagger.v1``).
 """
 from typing import Any, List, Sequence
 
@@ -37,6 +41,28 @@ def length_groups(lengths: Sequence[int], *, ratio: float) -> List[List[int]]:
         if not groups or lengths[i] < ratio * lengths[groups[-1][0]]:
             groups.append([])
         groups[-1].append(i)
+    return groups
+
+
+def padded_size_groups(lengths: Sequence[int], *, max_items: int) -> List[List[int]]:
+    """Rows sorted shortest first, cut into groups whose padded size (rows × longest) stays within ``max_items``.
+
+    lengths (Sequence[int]): real (unpadded) length of each row.
+    max_items (int): padded positions a group may hold; a row longer than that is a group of its own.
+    RETURNS (List[List[int]]): row indices per group, every row exactly once.
+    """
+    groups: List[List[int]] = []
+    current: List[int] = []
+    longest = 0
+    for i in sorted(range(len(lengths)), key=lambda k: lengths[k]):
+        size = max(longest, lengths[i])
+        if current and size * (len(current) + 1) > max_items:
+            groups.append(current)
+            current, size = [], lengths[i]
+        current.append(i)
+        longest = size
+    if current:
+        groups.append(current)
     return groups
 
 

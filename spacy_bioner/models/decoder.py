@@ -28,7 +28,7 @@ model needs differs from an encoder at every step:
   subwords before its first new word are kept as left context. Each word takes
   its vector from exactly one window: the one that gives it the most left
   context, which for left-to-right windows is the earliest window that contains
-  the whole word (:func:`plan_windows`). Overlapping windows are never averaged
+  the whole word (:func:`~spacy_bioner.models.windows.plan_windows`). Overlapping windows are never averaged
   (right for an encoder; wrong for a causal model, whose later windows have seen
   less of the text).
 * **Bidirectional mode** (``bidirectional = true``): a second pass over the Doc's
@@ -45,8 +45,7 @@ saved pipeline carries the model config, tokenizer and weights, and reloads with
 no hub access and without the original backbone folder. :func:`decoder_modules`
 gives the torch modules (e.g. to hook ``get_input_embeddings()``).
 """
-from bisect import bisect_left
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.tokens import Doc
@@ -56,7 +55,9 @@ from thinc.types import Floats2d, Ragged
 
 from ..errors import ConfigValueError
 from .backbones import resolve_backbone
+from .buckets import padded_size_groups
 from .heads import POOLING_MODES, subword_pooling
+from .windows import plan_windows
 
 #: GPT-2's positions; the window is clamped to the loaded model's own limit.
 DEFAULT_WINDOW = 1024
@@ -66,61 +67,6 @@ DEFAULT_MAX_BATCH_ITEMS = 4096
 #: Words whose pieces are remembered (cleared when full).
 CACHE_SIZE = 200_000
 ARCHITECTURE = "spacy_bioner.DecoderTagger.v1"
-
-
-class Window(NamedTuple):
-    """One window over a Doc's words.
-
-    start (int): first word in the window (its left context starts there).
-    first (int): first word that takes its vector from this window.
-    end (int): one past the last word in the window; words ``first`` … ``end - 1``
-        take their vectors from it.
-    """
-
-    start: int
-    first: int
-    end: int
-
-
-def plan_windows(lengths: Sequence[int], *, window: int, stride: int) -> List[Window]:
-    """Left-to-right windows over a Doc's words, each word assigned to one window.
-
-    Windows are cut at word boundaries and hold at most ``window`` subwords. A
-    window takes words until the next one does not fit; the next window starts at
-    the earliest word that keeps at most ``window - stride`` subwords before its
-    first new word (and leaves room for that word). Window starts strictly
-    increase, so the earliest window holding a whole word gives it the most left
-    context: that is the window it is assigned to.
-
-    lengths (Sequence[int]): subwords per word (each at most ``window``; 0 for
-        whitespace).
-    window (int): subwords per window.
-    stride (int): subwords between window starts (1 … ``window``).
-    RETURNS (List[Window]): windows in order; every word is in exactly one
-        ``[first, end)`` range. An empty Doc has none.
-    """
-    if window < 1 or not 0 < stride <= window:
-        raise ValueError(f"decoder windows: need 0 < stride <= window, got window {window}, stride {stride}")
-    n = len(lengths)
-    offsets = [0]
-    for length in lengths:
-        if length > window:
-            raise ValueError(f"decoder windows: a word of {length} subwords does not fit a window of {window}")
-        offsets.append(offsets[-1] + int(length))
-    overlap = window - stride
-    windows: List[Window] = []
-    start = first = 0
-    while first < n:
-        end = first
-        while end < n and offsets[end + 1] - offsets[start] <= window:
-            end += 1
-        windows.append(Window(start, first, end))
-        if end >= n:
-            break
-        first = end
-        floor = max(offsets[first] - overlap, offsets[first + 1] - window)
-        start = bisect_left(offsets, floor, 0, first + 1)
-    return windows
 
 
 def word_texts(doc: Doc) -> List[Optional[str]]:
@@ -407,16 +353,7 @@ def _encode(encoder: Model, seqs: List[numpy.ndarray], *, pad_id: int, is_train:
     if is_train:
         groups = [list(range(len(seqs)))]
     else:
-        groups, current, longest = [], [], 0
-        for k in sorted(range(len(seqs)), key=lambda i: len(seqs[i])):
-            size = max(longest, len(seqs[k]))
-            if current and size * (len(current) + 1) > max_batch_items:
-                groups.append(current)
-                current, size = [], len(seqs[k])
-            current.append(k)
-            longest = size
-        if current:
-            groups.append(current)
+        groups = padded_size_groups([len(seq) for seq in seqs], max_items=max_batch_items)
     outputs, backprops, shapes = [], [], []
     bases = numpy.zeros((len(seqs),), dtype="int64")
     row = 0

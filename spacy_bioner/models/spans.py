@@ -12,104 +12,14 @@ window's ``span.text``, where a token may have no space before it (raw text:
 exactly as the model will see it (one batched call), and a window over the
 limit is split again with a smaller budget until all fit. Nothing is silently
 truncated; only a single token longer than the whole window cannot be split.
+The window planning itself is :func:`~spacy_bioner.models.windows.fit_windows`.
 """
-import logging
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from spacy.tokens import Doc, Span
 from spacy_transformers.util import registry  # spaCy registry + span_getters
 
-#: A safety net: every round strictly shrinks each overlong window, so this is never reached in practice.
-MAX_ROUNDS = 256
-Window = Tuple[int, int]
-logger = logging.getLogger("spacy_bioner")
-
-
-def window_bounds(counts: Sequence[int], *, budget: int, stride: int) -> List[Window]:
-    """Token windows ``(start, end)`` whose subword counts sum to at most ``budget``.
-
-    counts (Sequence[int]): subwords per token.
-    budget (int): subwords a window may hold.
-    stride (int): subwords from one window's start to the next one's.
-    RETURNS (List[Window]): windows covering every token; a token larger than
-        the budget gets a window of its own.
-    """
-    n = len(counts)
-    windows = []
-    start = 0
-    while start < n:
-        end, used = start, 0
-        while end < n and (end == start or used + counts[end] <= budget):
-            used += counts[end]
-            end += 1
-        windows.append((start, end))
-        if end >= n:
-            break
-        nxt, walked = start, 0
-        while nxt < end and walked < stride:
-            walked += counts[nxt]
-            nxt += 1
-        start = max(start + 1, min(nxt, end))
-    return windows
-
-
-def fit_windows(
-    docs: Sequence[Doc],
-    *,
-    counts: Sequence[Sequence[int]],
-    measure: Callable[[List[str]], List[int]],
-    window: int,
-    stride: int,
-    n_special: int,
-) -> List[List[Window]]:
-    """Windows per Doc that fit ``window`` subwords as the model will tokenize them.
-
-    docs (Sequence[Doc]): the documents.
-    counts (Sequence[Sequence[int]]): estimated subwords per token, per Doc.
-    measure (Callable[[List[str]], List[int]]): exact subword counts (special
-        tokens included) of a batch of window texts.
-    window (int): the model's limit, special tokens included.
-    stride (int): subwords between window starts.
-    n_special (int): special tokens the tokenizer adds to a window.
-    RETURNS (List[List[Window]]): token windows per Doc. Only a window of a single
-        token can stay over the limit (that token alone is longer than the window);
-        it is logged, and spacy-transformers truncates it.
-    """
-    budget = max(1, window - n_special)
-    stride = max(1, min(stride, budget))
-    out = [window_bounds(c, budget=budget, stride=stride) for c in counts]
-    # Windows still to check: (doc index, position in out[doc], budget it was cut with).
-    pending = [(d, k, budget) for d, wins in enumerate(out) for k in range(len(wins))]
-    for _ in range(MAX_ROUNDS):
-        if not pending:
-            break
-        texts = [docs[d][out[d][k][0]:out[d][k][1]].text for d, k, _ in pending]
-        exact = measure(texts)
-        resplit: Dict[int, Dict[int, int]] = {}
-        for (d, k, used), n in zip(pending, exact):
-            start, end = out[d][k]
-            if n > window and end - start > 1:
-                # The window holds `est` estimated subwords but really `n`: cut again with a budget
-                # below `est` by the overflow, so it strictly shrinks every round.
-                est = sum(counts[d][start:end])
-                resplit.setdefault(d, {})[k] = max(1, min(used, est) - (n - window))
-            elif n > window:
-                logger.warning("spacy_bioner.subword_windows: token %r alone has %d subwords, more than the "
-                               "window of %d; the transformer truncates it", docs[d][start].text[:40], n, window)
-        pending = []
-        for d, bad in resplit.items():
-            new: List[Window] = []
-            for k, (start, end) in enumerate(out[d]):
-                if k not in bad:
-                    new.append((start, end))
-                    continue
-                # keep the overlap proportional to the smaller budget
-                sub = window_bounds(counts[d][start:end], budget=bad[k], stride=max(1, stride * bad[k] // budget))
-                for s, e in sub:
-                    pending.append((d, len(new), bad[k]))
-                    new.append((start + s, start + e))
-            out[d] = new
-    return out
+from .windows import fit_windows
 
 
 class SubwordWindows:
