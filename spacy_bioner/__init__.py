@@ -1,9 +1,13 @@
 """spacy-bioner: train, evaluate and ship biomedical NER with spaCy.
 
-The package is laid out by stage: ``corpus`` (IOB/CoNLL ↔ DocBin, schemes,
-spaCy readers) → ``models`` (transformer architecture, span getters,
-backbones) → ``training`` (configs, batchers, schedules, the run builder) →
-``evaluation`` (scoring, reports, cross-validation), with a thin ``cli``.
+The package is laid out in layers, each importing only from those below it
+(``tests/test_layers.py``): ``corpus`` (IOB/CoNLL ↔ DocBin, schemes, spaCy
+readers, noise) → ``models`` (transformer and decoder architectures, windows,
+buckets, backbones, optimizer and adversarial machinery) → ``pipeline``
+(components) → ``training`` (configs, batchers, schedules, augmenters, the run
+builder) and ``evaluation`` (scoring, reports, predicting) → ``packaging``
+(wheels) → ``experiments`` (sweeps, cross-validation, package-best) and
+``annotate`` (annotation at scale) → a thin ``cli``.
 Importing it is instant: registered functions are found by spaCy through the
 entry points in setup.cfg, and the names below load on first use.
 """

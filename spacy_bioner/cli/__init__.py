@@ -1,6 +1,6 @@
 """The ``spacy-bioner`` command line (also ``python -m spacy_bioner``).
 
-Sub-command modules register themselves on :data:`app` when imported; they
+Sub-command modules register themselves on :data:`app` (:mod:`._util`) when imported; they
 import spaCy, torch and friends inside the commands, so ``--help`` is instant.
 Commands that never touch a model (``LIGHT_COMMANDS``) also keep torch out of
 the process: spaCy's thinc imports torch eagerly when it is installed (~1.5 s).
@@ -9,15 +9,7 @@ import importlib.abc
 import sys
 from typing import List, Optional
 
-import typer
-
-app = typer.Typer(
-    name="spacy-bioner",
-    help="Biomedical NER with spaCy: convert corpora, fetch assets, train, evaluate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from ._util import app  # noqa: F401  (the command modules register on it)
 
 #: Commands that read and write corpora and scores only: they run without torch.
 LIGHT_COMMANDS = frozenset({"convert", "export", "stats", "score", "assets", "configs", "sweep-report"})

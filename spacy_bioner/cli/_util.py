@@ -1,4 +1,4 @@
-"""Shared helpers for the CLI: known errors as one clear line, and config overrides."""
+"""Shared helpers for the CLI: the typer app, known errors as one clear line, and config overrides."""
 import contextlib
 from typing import Any, Dict, Iterator, List
 
@@ -6,6 +6,15 @@ import typer
 
 from ..errors import (BackboneNotFoundError, ConfigNotFoundError, ConfigValueError, CorpusConfigError,
                       CorpusFormatError, GPUUnavailableError, ModelLoadError, config_problem)
+
+#: The ``spacy-bioner`` command; each command module registers its commands on it.
+app = typer.Typer(
+    name="spacy-bioner",
+    help="Biomedical NER with spaCy: convert corpora, fetch assets, train, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 #: Errors that mean "bad input": shown as one line, exit code 1.
 INPUT_ERRORS = (CorpusFormatError, CorpusConfigError, BackboneNotFoundError, ConfigNotFoundError,

@@ -5,8 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from . import app
-from ._util import fail, friendly_errors
+from ._util import app, fail, friendly_errors
 
 
 @app.command("annotate")

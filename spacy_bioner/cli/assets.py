@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 import typer
 from wasabi import msg
 
-from . import app
+from ._util import app
 
 MIRROR_ENV = "BIONER_ASSETS_DIR"
 

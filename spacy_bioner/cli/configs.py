@@ -1,7 +1,7 @@
 """``configs``: the base configs and backbone files shipped inside the package."""
 from wasabi import msg
 
-from . import app
+from ._util import app
 
 
 @app.command("configs")

@@ -9,8 +9,7 @@ from wasabi import msg
 
 from ..corpus.schemes import DEFAULT_UNTYPED_LABEL, SCHEMES, WRITE_SCHEMES
 from ..types import ConversionStats
-from . import app
-from ._util import friendly_errors
+from ._util import app, friendly_errors
 
 
 def print_summary(stats: ConversionStats, *, title: str, repairs: bool = True) -> None:

@@ -7,8 +7,7 @@ from typing import Any, Dict, List, Optional
 import typer
 from wasabi import msg
 
-from . import app
-from ._util import EXTRA_ARGS, config_overrides, fail, friendly_errors
+from ._util import EXTRA_ARGS, app, config_overrides, fail, friendly_errors
 
 # Options shared by `score` and `evaluate`.
 OUTPUT = typer.Option(None, "--output", "-o", help="Write metrics as JSON")

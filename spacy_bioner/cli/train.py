@@ -5,8 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from . import app
-from ._util import EXTRA_ARGS, config_overrides, friendly_errors
+from ._util import EXTRA_ARGS, app, config_overrides, friendly_errors
 
 BASE = typer.Argument(..., help="Base config: a path, or a shipped name (transformer, tok2vec)")
 BACKBONE = typer.Option(None, "--backbone", "-b",
