@@ -10,8 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from ..errors import CorpusFormatError, ModelLoadError, config_problem
+from ..errors import CorpusFormatError
 from ..gpu import peak_gpu_memory_mib, require_gpu, reset_peak_gpu_memory
+from ..models.inference import (ADDED_CLEANER, CLEANED_ATTRS, add_doc_cleaner, load_pipeline,  # noqa: F401
+                                speed_up)
 from .scoring import SentencePair, align_docs, score_pairs
 
 if TYPE_CHECKING:
@@ -20,70 +22,15 @@ if TYPE_CHECKING:
 
 #: Factories whose components set ``doc.ents``.
 ENTITY_FACTORIES = ("ner", "beam_ner", "entity_ruler", "span_ruler", "bioner_tagger")
-#: What ``doc_cleaner`` drops from predicted Docs.
-CLEANED_ATTRS = {"tensor": None, "_.trf_data": None}
-#: Name of the cleaner :func:`predict` adds to a pipeline that has none.
-ADDED_CLEANER = "bioner_doc_cleaner"
 
 
-def load_pipeline(model: Union[str, Path]) -> "Language":
-    """``spacy.load`` with one clear error for a path that is not a trained pipeline.
+def register_components(factories: Set[str]) -> None:
+    """Register spacy-bioner's components a pipeline uses, should its entry points be stale (``load_pipeline``).
 
-    model (Union[str, Path]): a pipeline folder (``training/x/model-best``) or an installed package name.
-    RETURNS (Language): the pipeline. Anything that is not a loadable pipeline
-        is a :class:`~spacy_bioner.errors.ModelLoadError` of one line.
+    factories (Set[str]): the factory names of the pipeline's components.
     """
-    import spacy
-    from confection import ConfigValidationError
-    from spacy.util import is_package
-    from thinc.api import Config
-
-    path = Path(model)
-    if not path.exists() and not is_package(str(model)):
-        raise ModelLoadError(f"{model}: no such pipeline folder or installed pipeline package; give a trained "
-                             "pipeline, e.g. training/demo/model-best")
-    if path.is_dir():
-        # `train` writes config.cfg next to model-best/ and model-last/: that folder is no pipeline either.
-        trained = [name for name in ("model-best", "model-last") if (path / name).is_dir()]
-        if trained and not (path / "meta.json").exists():
-            raise ModelLoadError(f"{model}: a training output folder, not a pipeline; give {path / trained[0]} "
-                                 "instead")
-        if not (path / "config.cfg").exists():
-            found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
-            raise ModelLoadError(f"{model}: not a spaCy pipeline folder, it has no config.cfg (found: {found}); "
-                                 "give the folder that holds config.cfg, e.g. training/demo/model-best")
-    if path.exists() and not path.is_dir():
-        raise ModelLoadError(f"{model}: a file, not a pipeline folder; give the folder that holds config.cfg")
-    if path.is_dir():
-        # spaCy reads meta.json first, so a broken config.cfg would show up as a meta.json problem.
-        try:
-            config = Config().from_disk(path / "config.cfg", interpolate=False)
-        except Exception as err:  # configparser and confection errors: not a config at all
-            raise ModelLoadError(f"{path / 'config.cfg'}: not a readable spaCy config ({config_problem(err)}); "
-                                 f"is {model} a trained pipeline?") from None
-        if any(isinstance(c, dict) and c.get("factory") == "bioner_adversarial"
-               for c in config.get("components", {}).values()):
-            from ..pipeline import adversarial  # noqa: F401  (registers the factory without the entry points)
-    try:
-        return spacy.load(model)
-    except ConfigValidationError as err:
-        raise ModelLoadError(f"{model}: cannot load this pipeline, its config is not valid: "
-                             f"{config_problem(err)}") from None
-    except (OSError, ValueError, KeyError) as err:  # E050/E052/E053, unknown factory, missing weights…
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{model}: cannot load this pipeline: {first}") from None
-
-
-def add_doc_cleaner(nlp: "Language") -> "Language":
-    """Make sure predicted Docs drop transformer outputs once their entities are set.
-
-    Adds spaCy's ``doc_cleaner`` last unless the pipeline already ends with one.
-    RETURNS (Language): the same ``nlp``.
-    """
-    if not nlp.pipe_names or nlp.get_pipe_meta(nlp.pipe_names[-1]).factory != "doc_cleaner":
-        nlp.add_pipe("doc_cleaner", name=ADDED_CLEANER, last=True,
-                     config={"attrs": dict(CLEANED_ATTRS), "silent": True})
-    return nlp
+    if "bioner_adversarial" in factories:
+        from ..pipeline import adversarial  # noqa: F401
 
 
 def gold_inputs(nlp: "Language", gold_docs: Iterable["Doc"]) -> Iterator["Doc"]:
@@ -150,28 +97,6 @@ def unknown_gold_labels(known: Optional[Set[str]], gold_docs: Sequence["Doc"]) -
     return dict(sorted(Counter(e.label_ for doc in gold_docs for e in doc.ents if e.label_ not in known).items()))
 
 
-def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False) -> Dict[str, Any]:
-    """Inference speed-ups for a loaded pipeline (see :mod:`spacy_bioner.models.inference`).
-
-    nlp (Language): the pipeline.
-    gpu_id (int): GPU index, -1 for CPU (int8 is CPU only: a one-line error on a GPU).
-    length_buckets (float): bucket ratio for every transformer, overriding the config's (0: off).
-    int8 (bool): dynamic int8 quantization of the transformers' Linear layers.
-    RETURNS (Dict[str, Any]): what was applied, for the metrics.
-    """
-    from ..models.inference import add_length_buckets, quantize_int8
-
-    if int8 and gpu_id >= 0:
-        raise ModelLoadError("--int8 is for CPU inference; drop it with --gpu-id (or use mixed precision)")
-    try:
-        patched = add_length_buckets(nlp, ratio=length_buckets)
-    except ValueError as err:
-        raise ModelLoadError(str(err)) from None
-    quantized = quantize_int8(nlp) if int8 else 0
-    return {"length_buckets": length_buckets, "length_buckets_set": patched, "int8": bool(int8),
-            "int8_modules": quantized}
-
-
 def robustness(nlp: "Language", gold: Sequence["Doc"], kinds: Sequence[str], *, clean: Dict[str, Any],
                pool_from: Optional[Path] = None, rate: float = 0.2, seed: int = 0, batch_size: int = 64,
                n_bootstrap: int = 1000) -> Dict[str, Any]:
@@ -234,7 +159,7 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     from ..corpus.readers import load_corpus_docs
 
     require_gpu(gpu_id)
-    nlp = load_pipeline(model)
+    nlp = load_pipeline(model, register=register_components)
     inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8)
     gold = require_tokens(load_corpus_docs(data, vocab=nlp.vocab), data)
     known = entity_labels(nlp)
