@@ -1,5 +1,6 @@
 """Works when installed, not only in a clone: the configs ship inside the wheel
 and `train`/`config` find them by name."""
+import re
 import subprocess
 import sys
 import zipfile
@@ -43,3 +44,26 @@ def test_wheel_ships_configs_and_installed_copy_finds_them(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "spacy_bioner", "configs"], capture_output=True, text=True,
                              cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert listing.returncode == 0 and "minilm" in listing.stdout and str(tmp_path / "site") in listing.stdout
+
+
+def setuptools_warnings(output: str) -> list:
+    """Lines of a build's output that are setuptools warnings (not the byte-compiling notes that
+    ``PYTHONDONTWRITEBYTECODE`` causes, nor pip's own notes about its configuration)."""
+    python_warning = re.compile(r"^\S+\.py:\d+: \w+: ")  # path.py:123: Category: message (any category)
+    return [line for line in output.splitlines()
+            if (python_warning.match(line) or "warn" in line.lower() or "would be ignored" in line.lower())
+            and "byte-compiling is disabled" not in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hook", ["build_wheel", "build_editable"])
+def test_building_prints_no_setuptools_warnings(tmp_path, hook):
+    """``python -m build`` and ``pip install -e .`` call these hooks; setuptools' warnings (a data folder
+    "would be ignored", the editable finder's notice) come out as Python warnings, all shown here."""
+    code = (f"from setuptools import build_meta; print(build_meta.{hook}({str(tmp_path)!r}))")
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=PROJECT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert setuptools_warnings(proc.stdout + proc.stderr) == []
+    if hook == "build_wheel":
+        names = set(zipfile.ZipFile(tmp_path / proc.stdout.strip().splitlines()[-1]).namelist())
+        assert {"spacy_bioner/configs/heads/tagger.cfg", "spacy_bioner/configs/sweeps/ncbi.yml"} <= names
