@@ -165,6 +165,23 @@ def hf_model(nlp):
     return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
 
 
+def without_dropout(nlp):
+    """Switch the backbone's own dropout off (spaCy's ``drop`` only reaches thinc layers), so that a pass
+    with δ = 0 would repeat the clean pass exactly: what differs then is the perturbation's doing."""
+    for module in hf_model(nlp).modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout_prob"):  # scaled-dot-product attention's own dropout
+            module.dropout_prob = 0.0
+
+
+def relative_difference(a, b):
+    """‖a − b‖ / ‖b‖ over dicts (or lists) of tensors."""
+    a, b = (list(x.values()) if isinstance(x, dict) else list(x) for x in (a, b))
+    diff = sum(float(((x - y) ** 2).sum()) for x, y in zip(a, b))
+    return math.sqrt(diff / sum(float((y ** 2).sum()) for y in b))
+
+
 def grads_of(nlp):
     return {k: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
             for k, p in hf_model(nlp).named_parameters()}
@@ -196,16 +213,22 @@ def test_config_puts_the_component_after_the_head(tiny, train_file):
 
 @pytest.mark.parametrize("head", ["ner", "tagger"])
 def test_adversarial_pass_adds_weighted_gradients(tiny, train_file, head):
-    """Same clean pass (same seeds): with the component the gradients differ by w × the adversarial ones."""
+    """Same clean pass: with the component the gradients differ by w × the adversarial ones, which are those of
+    a higher loss on perturbed embeddings (not a second clean pass)."""
     nlp, examples = make(tiny, train_file, head=head, **{"training.dropout": 0.0})
     nlp.initialize(lambda: examples)
+    without_dropout(nlp)
     heads = [HEADS[head]]
     torch.manual_seed(1)
     clean_losses = {}
     nlp.update(examples, sgd=False, losses=clean_losses, drop=0.0, exclude=[NAME])
     clean = grads_of(nlp)
     zero_grads(nlp, heads)
-    totals = {}
+    torch.manual_seed(2)  # no dropout left: another seed repeats the clean pass exactly
+    nlp.update(examples, sgd=False, drop=0.0, exclude=[NAME])
+    assert relative_difference(grads_of(nlp), clean) < 1e-6
+    zero_grads(nlp, heads)
+    totals, adv_losses = {}, {}
     for weight in (0.0, 1.0, 2.0):
         nlp.get_pipe(NAME).strategy = adversarial_pipe.configure_fgsm(epsilon=0.5, weight=weight)
         torch.manual_seed(1)
@@ -213,29 +236,42 @@ def test_adversarial_pass_adds_weighted_gradients(tiny, train_file, head):
         nlp.update(examples, sgd=False, losses=losses, drop=0.0)
         assert losses[HEADS[head]] == pytest.approx(clean_losses[HEADS[head]])  # the clean pass is unchanged
         totals[weight] = grads_of(nlp)
+        adv_losses[weight] = losses[NAME]
         zero_grads(nlp, heads)
         if weight:
             assert losses[NAME] > 0
     for k in clean:
         assert torch.allclose(totals[0.0][k], clean[k], atol=1e-6)  # weight 0: exactly the clean step
     adv1 = {k: totals[1.0][k] - clean[k] for k in clean}
-    assert sum(float(v.abs().sum()) for v in adv1.values()) > 0
+    assert relative_difference(adv1, clean) > 1e-2  # the adversarial gradient is not the clean one (δ ≠ 0) ...
+    assert adv_losses[1.0] > clean_losses[HEADS[head]]  # ... and δ raised the loss: an ascent step
+    assert adv_losses[2.0] == pytest.approx(2 * adv_losses[1.0])
     for k in clean:  # linear in the weight: clean + 2·adv
         assert torch.allclose(totals[2.0][k], clean[k] + 2 * adv1[k], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("head", ["ner", "tagger"])
 def test_an_adversarial_step_changes_the_weights_differently(tiny, train_file, head):
-    after = {}
+    after, grads, losses = {}, {}, {}
     for with_adv in (False, True):
         nlp, examples = make(tiny, train_file, head=head, adversarial="fgsm" if with_adv else None)
         optimizer = nlp.initialize(lambda: examples)
+        without_dropout(nlp)
         before = {k: v.detach().clone() for k, v in hf_model(nlp).named_parameters()}
         torch.manual_seed(3)
-        losses = step(nlp, examples, optimizer)
+        losses[with_adv] = {}
+        nlp.update(examples, sgd=False, losses=losses[with_adv], drop=0.0)
+        grads[with_adv] = grads_of(nlp)
+        for _, proc in nlp.pipeline:
+            if getattr(proc, "is_trainable", False):
+                proc.finish_update(optimizer)
         after[with_adv] = {k: v.detach().clone() for k, v in hf_model(nlp).named_parameters()}
         assert any(not torch.equal(before[k], after[with_adv][k]) for k in before)
-        assert (losses.get(NAME, 0) > 0) == with_adv
+        assert (losses[with_adv].get(NAME, 0) > 0) == with_adv
+    assert losses[True][HEADS[head]] == pytest.approx(losses[False][HEADS[head]])  # the same clean pass
+    assert losses[True][NAME] > losses[True][HEADS[head]]  # the perturbed loss is higher than the clean one
+    adversarial = {k: grads[True][k] - grads[False][k] for k in grads[False]}  # weight 1: clean + adversarial
+    assert relative_difference(adversarial, grads[False]) > 1e-2  # (δ = 0 would give clean + clean)
     assert any(not torch.allclose(after[False][k], after[True][k]) for k in after[False])
 
 
@@ -251,7 +287,9 @@ def test_fgsm_in_the_pipeline_is_epsilon_times_the_normalised_gradient(tiny, tra
     monkeypatch.setattr(adv, "fgsm_delta", spy)
     nlp, examples = make(tiny, train_file, head="tagger", **{f"components.{NAME}.strategy.epsilon": 0.7})
     optimizer = nlp.initialize(lambda: examples)
-    step(nlp, examples, optimizer)
+    without_dropout(nlp)
+    losses = step(nlp, examples, optimizer)
+    assert losses[NAME] > losses["bioner_tagger"]  # the hook added δ: the perturbed loss is higher than the clean one
     (grads, deltas, kwargs), = seen
     assert kwargs == {"epsilon": 0.7, "norm": "l2", "per": "sequence"}
     for g, d in zip(grads, deltas):
@@ -262,12 +300,13 @@ def test_fgsm_in_the_pipeline_is_epsilon_times_the_normalised_gradient(tiny, tra
 
 @pytest.mark.parametrize("head", ["ner", "tagger"])
 def test_pgd_iterates_stay_in_the_ball_in_the_pipeline(tiny, train_file, monkeypatch, head):
-    seen = []
+    seen, seen_grads = [], []
     real = adv.pgd_step
 
     def spy(deltas, grads, **kwargs):
         out = real(deltas, grads, **kwargs)
         seen.append([d.clone() for d in out])
+        seen_grads.append([g.clone() for g in grads])
         return out
 
     monkeypatch.setattr(adv, "pgd_step", spy)
@@ -275,8 +314,12 @@ def test_pgd_iterates_stay_in_the_ball_in_the_pipeline(tiny, train_file, monkeyp
                          **{f"components.{NAME}.strategy.epsilon": 0.3, f"components.{NAME}.strategy.alpha": 0.2,
                             f"components.{NAME}.strategy.steps": 4})
     optimizer = nlp.initialize(lambda: examples)
+    without_dropout(nlp)
     losses = step(nlp, examples, optimizer)
     assert len(seen) == 4 and losses[NAME] > 0
+    assert losses[NAME] > losses[HEADS[head]]  # the last iterate's loss is higher than the clean one
+    for later in seen_grads[1:]:  # each ascent pass saw perturbed embeddings: its gradient is not the clean one
+        assert relative_difference(later, seen_grads[0]) > 1e-2
     for deltas in seen:
         assert all(float(n.max()) <= 0.3 + 1e-5 for n in adv.l2_norms(deltas, per="sequence"))
     assert max(float(n.max()) for n in adv.l2_norms(seen[-1], per="sequence")) == pytest.approx(0.3, rel=1e-4)
