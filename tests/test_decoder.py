@@ -343,4 +343,6 @@ def test_gpu_training_step_with_mixed_precision(tiny, train_file):
     nlp.update(examples, sgd=optimizer, losses=losses)
     assert losses["bioner_tagger"] > 0
     assert decoder_modules(nlp.get_pipe("bioner_tagger").model)[0].device.type == "cuda"
-    assert all(len(d.ents) >= 0 for d in nlp.pipe(["BRCA1 mutations cause cancer ."] * 3))
+    docs = list(nlp.pipe(["BRCA1 mutations cause cancer ."] * 3))  # inference on the GPU, in one batch
+    assert all(d.has_annotation("ENT_IOB", require_complete=True) for d in docs)  # every token tagged
+    assert len({tuple((e.start, e.end, e.label_) for e in d.ents) for d in docs}) == 1  # same text, same entities
