@@ -132,10 +132,12 @@ def cross_validate_cli(
 ) -> None:
     """k-fold cross-validation: fold k is the test set, fold k+1 the dev set, the rest trains.
 
-    Folds are drawn over documents (a DocBin's Docs; one per -DOCSTART- document
-    or per sentence for IOB files), seeded. Each fold trains like `train` (same
-    backbone check, schedule fitted to the fold). Extra --section.key value
-    options override the config.
+    Folds are drawn over documents, seeded: all the Docs of one document (known
+    from -DOCSTART- lines or document ids) land in the same fold. Without them
+    each Doc (a sentence, in most IOB files) is its own group: a warning says so,
+    and cv.json's "grouping" too. Each fold trains like `train` (same backbone
+    check, schedule fitted to the fold). Extra --section.key value options
+    override the config.
     """
     from ..experiments.crossval import cross_validate
 
@@ -147,7 +149,13 @@ def cross_validate_cli(
         raise typer.BadParameter("must be at least 2", param_hint="--folds")
 
     def on_start(k: int, sizes: Dict[str, int]) -> None:
-        msg.divider(f"Fold {k + 1}/{folds}: {sizes['train']} train, {sizes['dev']} dev, {sizes['test']} test documents")
+        msg.divider(f"Fold {k + 1}/{folds}: {sizes['train']} train, {sizes['dev']} dev, {sizes['test']} test Docs")
+
+    def on_grouping(grouping: Any) -> None:
+        if grouping.documents_known:
+            msg.info(f"Folds by document: {grouping.n_groups} documents in {len(grouping.groups)} Docs")
+        else:
+            msg.warn(f"Folds grouped by {grouping.describe()}")
 
     with friendly_errors():
         overrides = config_overrides(args[first_option:])
@@ -155,7 +163,8 @@ def cross_validate_cli(
             summary = cross_validate(config, data, output_dir, backbone=backbone, head=head, adversarial=adversarial,
                                      overrides=overrides, folds=folds,
                                      seed=seed, gpu_id=gpu_id, n_bootstrap=n_bootstrap,
-                                     on_start=on_start, on_fold=lambda k, m: print_headline(m))
+                                     on_start=on_start, on_grouping=on_grouping,
+                                     on_fold=lambda k, m: print_headline(m))
         except ValueError as err:
             if "folds" in str(err):
                 raise typer.BadParameter(str(err), param_hint="--folds")

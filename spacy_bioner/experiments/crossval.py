@@ -1,5 +1,11 @@
 """k-fold cross-validation: fold k tests, fold k+1 is the dev set, the rest trains.
 
+Folds are drawn over documents, not Docs: the Docs of one document (its
+sentences, when a corpus was read sentence by sentence) always land in the same
+fold (:func:`~spacy_bioner.corpus.splits.document_groups`). Where the data does
+not say which Docs form a document, each Doc is its own group and ``cv.json``
+says so (``grouping``).
+
 Every fold is one run of the run builder
 (:func:`~spacy_bioner.training.run.run_training`): the same backbone check,
 schedule fitted to the fold's own size, and run record as ``spacy-bioner train``.
@@ -11,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from thinc.api import Config
 
+from ..corpus.splits import DocumentGroups
 from ..evaluation.report import write_json
 
 #: The metrics summarised over folds, and where they live in metrics.json.
@@ -29,7 +36,13 @@ HEADLINE = {
 
 
 def make_folds(n_units: int, k: int, *, seed: int) -> List[List[int]]:
-    """Split unit indices (documents) into ``k`` seeded folds of near-equal size."""
+    """Split unit indices (documents) into ``k`` seeded folds of near-equal size.
+
+    n_units (int): how many units (document groups).
+    k (int): folds.
+    seed (int): seed of the shuffle.
+    RETURNS (List[List[int]]): the units of each fold, sorted.
+    """
     if k < 2:
         raise ValueError("--folds must be at least 2")
     if n_units < k:
@@ -37,6 +50,21 @@ def make_folds(n_units: int, k: int, *, seed: int) -> List[List[int]]:
     order = list(range(n_units))
     random.Random(seed).shuffle(order)
     return [sorted(order[i::k]) for i in range(k)]
+
+
+def assign_folds(grouping: DocumentGroups, k: int, *, seed: int) -> List[List[int]]:
+    """The Docs of each fold: whole document groups go to one fold (seeded).
+
+    grouping (DocumentGroups): the Docs' document groups.
+    k (int): folds.
+    seed (int): seed of the split.
+    RETURNS (List[List[int]]): Doc indices per fold, sorted; a group's Docs are never in two folds.
+    """
+    fold_of = {g: f for f, groups in enumerate(make_folds(grouping.n_groups, k, seed=seed)) for g in groups}
+    out: List[List[int]] = [[] for _ in range(k)]
+    for i, group in enumerate(grouping.groups):
+        out[fold_of[group]].append(i)
+    return out
 
 
 def metric_value(metrics: Dict[str, Any], path: Sequence[str]) -> float:
@@ -71,6 +99,7 @@ def cross_validate(
     n_bootstrap: int = 200,
     on_fold: Optional[Callable[[int, Dict[str, Any]], None]] = None,
     on_start: Optional[Callable[[int, Dict[str, int]], None]] = None,
+    on_grouping: Optional[Callable[[DocumentGroups], None]] = None,
 ) -> Dict[str, Any]:
     """Train and score ``folds`` pipelines; write ``fold_k/`` folders and ``cv.json``.
 
@@ -86,20 +115,24 @@ def cross_validate(
     gpu_id (int): GPU index, -1 for CPU.
     n_bootstrap (int): bootstrap resamples per fold.
     on_fold (Callable): called with (fold index, its metrics) after each fold.
-    on_start (Callable): called with (fold index, documents per split) before each fold.
+    on_start (Callable): called with (fold index, Docs per split) before each fold.
+    on_grouping (Callable): called with the Docs' document groups before the first fold
+        (e.g. to warn when documents are unknown).
     RETURNS (Dict[str, Any]): what ``cv.json`` holds.
     """
     from spacy.vocab import Vocab
 
     from ..corpus.docbin import save_docbin
-    from ..corpus.readers import load_corpus_docs
+    from ..corpus.splits import load_grouped
     from ..training.config import build_config
     from ..training.run import run_training
     from ..evaluation.predict import evaluate_model
 
     vocab = Vocab()
-    docs = [d for path in data for d in load_corpus_docs(path, vocab=vocab)]
-    fold_ids = make_folds(len(docs), folds, seed=seed)
+    docs, grouping = load_grouped(data, vocab=vocab)
+    fold_ids = assign_folds(grouping, folds, seed=seed)
+    if on_grouping is not None:
+        on_grouping(grouping)
     overrides = dict(overrides or {})
     explicit = "training.optimizer.learn_rate.total_steps" in overrides
     results, runs = [], []
@@ -127,7 +160,8 @@ def cross_validate(
         if on_fold is not None:
             on_fold(k, metrics)
     summary = {
-        "folds": folds, "seed": seed, "n_documents": len(docs), "summary": summarise_folds(results),
+        "folds": folds, "seed": seed, "n_documents": len(docs), "n_groups": grouping.n_groups,
+        "grouping": grouping.describe(), "summary": summarise_folds(results),
         "per_fold": [{name: metric_value(m, path) for name, path in HEADLINE.items()} for m in results],
         "runs": runs,
     }
