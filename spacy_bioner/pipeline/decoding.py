@@ -11,6 +11,7 @@ from typing import List, Sequence, Tuple
 
 import numpy
 
+from ..models.buckets import padded_size_groups
 from ..types import EntitySpan
 
 #: Tag schemes a head can be trained with.
@@ -73,18 +74,25 @@ def viterbi(
     RETURNS (List[numpy.ndarray]): tag ids per document (on the host).
     """
     out: List[numpy.ndarray] = [numpy.zeros((0,), dtype="int32") for _ in scores]
-    order = sorted((i for i in range(len(scores)) if len(scores[i])), key=lambda i: len(scores[i]))
-    if not order:
-        return out
-    n_tags = scores[order[0]].shape[1]
-    group: List[int] = []
-    for i in order:
-        if group and (len(group) + 1) * len(scores[i]) * n_tags > max_cells:
-            _viterbi_group([scores[k] for k in group], group, out, allowed, start, end)
-            group = []
-        group.append(i)
-    _viterbi_group([scores[k] for k in group], group, out, allowed, start, end)
+    for group in length_groups(scores, max_cells=max_cells):
+        _viterbi_group([scores[k] for k in group], group, out, allowed, start, end)
     return out
+
+
+def length_groups(scores: Sequence, *, max_cells: int) -> List[List[int]]:
+    """The non-empty documents, sorted by length, in groups whose padded ``batch × length × tags``
+    stays within ``max_cells`` (a longer document alone): :func:`~spacy_bioner.models.buckets.padded_size_groups`.
+
+    scores (Sequence[Floats2d]): per document, ``(n_tokens, n_tags)``.
+    max_cells (int): padded cells a group may hold.
+    RETURNS (List[List[int]]): document indices per group.
+    """
+    ids = [i for i in range(len(scores)) if len(scores[i])]
+    if not ids:
+        return []
+    n_tags = max(1, int(scores[ids[0]].shape[1]))
+    groups = padded_size_groups([len(scores[i]) for i in ids], max_items=max_cells // n_tags)
+    return [[ids[j] for j in group] for group in groups]
 
 
 def _viterbi_group(scores, ids, out, allowed, start, end) -> None:
@@ -165,17 +173,8 @@ def marginals(
     """
     out: List[numpy.ndarray] = [numpy.zeros((len(s), s.shape[1] if len(s.shape) > 1 else 0), dtype="float32")
                                 for s in scores]
-    order = sorted((i for i in range(len(scores)) if len(scores[i])), key=lambda i: len(scores[i]))
-    if not order:
-        return out
-    n_tags = scores[order[0]].shape[1]
-    group: List[int] = []
-    for i in order:
-        if group and (len(group) + 1) * len(scores[i]) * n_tags > max_cells:
-            _marginals_group([scores[k] for k in group], group, out, allowed, start, end)
-            group = []
-        group.append(i)
-    _marginals_group([scores[k] for k in group], group, out, allowed, start, end)
+    for group in length_groups(scores, max_cells=max_cells):
+        _marginals_group([scores[k] for k in group], group, out, allowed, start, end)
     return out
 
 
