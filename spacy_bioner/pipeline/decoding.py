@@ -95,13 +95,19 @@ def length_groups(scores: Sequence, *, max_cells: int) -> List[List[int]]:
     return [[ids[j] for j in group] for group in groups]
 
 
-def _viterbi_group(scores, ids, out, allowed, start, end) -> None:
+def _padded(scores):
+    """One group's scores as a zero-padded ``(batch, length, n_tags)`` float32 array, and their lengths."""
     xp = _xp(scores[0])
     lengths = numpy.array([len(s) for s in scores])
-    batch, length, n_tags = len(scores), int(lengths.max()), scores[0].shape[1]
-    X = xp.zeros((batch, length, n_tags), dtype="float32")
+    X = xp.zeros((len(scores), int(lengths.max()), scores[0].shape[1]), dtype="float32")
     for b, s in enumerate(scores):
         X[b, : len(s)] = s
+    return xp, X, lengths
+
+
+def _viterbi_group(scores, ids, out, allowed, start, end) -> None:
+    xp, X, lengths = _padded(scores)
+    batch, length, n_tags = X.shape
     neg = xp.asarray(numpy.float32(-1e9))
     trans = xp.where(xp.asarray(allowed), xp.asarray(numpy.float32(0.0)), neg)
     best = X[:, 0] + xp.where(xp.asarray(start), 0.0, neg)[None, :]
@@ -185,12 +191,8 @@ def _logsumexp(x, axis: int):
 
 
 def _marginals_group(scores, ids, out, allowed, start, end) -> None:
-    xp = _xp(scores[0])
-    lengths = numpy.array([len(s) for s in scores])
-    batch, length, n_tags = len(scores), int(lengths.max()), scores[0].shape[1]
-    X = xp.zeros((batch, length, n_tags), dtype="float32")
-    for b, s in enumerate(scores):
-        X[b, : len(s)] = s
+    xp, X, lengths = _padded(scores)
+    batch, length, n_tags = X.shape
     neg = numpy.float32(-1e9)
     trans = xp.where(xp.asarray(allowed), xp.asarray(numpy.float32(0.0)), xp.asarray(neg))
     log_start = xp.where(xp.asarray(start), 0.0, neg).astype("float32")
