@@ -104,10 +104,10 @@ def robustness(nlp: "Language", gold: Sequence["Doc"], kinds: Sequence[str], *, 
 
     nlp (Language): the pipeline.
     gold (Sequence[Doc]): the clean gold Docs.
-    kinds (Sequence[str]): noise kinds (:data:`~spacy_bioner.evaluation.noise.NOISE_KINDS`).
+    kinds (Sequence[str]): noise kinds (:data:`~spacy_bioner.corpus.noise.NOISE_KINDS`).
     clean (Dict[str, Any]): the clean metrics (from :func:`score_docs`).
     pool_from (Optional[Path]): corpus whose mentions ``swap`` draws (None: the gold data's own).
-    rate (float): noise rate (see :func:`~spacy_bioner.evaluation.noise.noisy_doc`).
+    rate (float): noise rate (see :func:`~spacy_bioner.corpus.noise.noisy_doc`).
     seed (int): noise (and bootstrap) seed.
     batch_size (int): Docs per ``nlp.pipe`` batch.
     n_bootstrap (int): bootstrap resamples for each noisy F1 interval.
