@@ -1,5 +1,6 @@
 """Works when installed, not only in a clone: the configs ship inside the wheel
 and `train`/`config` find them by name."""
+import os
 import re
 import subprocess
 import sys
@@ -61,7 +62,10 @@ def test_building_prints_no_setuptools_warnings(tmp_path, hook):
     """``python -m build`` and ``pip install -e .`` call these hooks; setuptools' warnings (a data folder
     "would be ignored", the editable finder's notice) come out as Python warnings, all shown here."""
     code = (f"from setuptools import build_meta; print(build_meta.{hook}({str(tmp_path)!r}))")
-    proc = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=PROJECT, capture_output=True, text=True)
+    extra = tmp_path / "extra.cfg"  # build/ under tmp_path: the clone's own build/ is left alone
+    extra.write_text(f"[build]\nbuild_base = {tmp_path / 'build'}\n", encoding="utf8")
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=PROJECT, capture_output=True, text=True,
+                          env={**os.environ, "DIST_EXTRA_CONFIG": str(extra)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert setuptools_warnings(proc.stdout + proc.stderr) == []
     if hook == "build_wheel":
