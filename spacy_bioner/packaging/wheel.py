@@ -9,6 +9,11 @@ whose registered code the pipeline uses (spacy-bioner, spacy-transformers) to
 the wheel's requirements; spacy-bioner is not on PyPI, so its own wheel is built
 into the same folder, and ``pip install --find-links packages/ packages/en_….whl``
 works on a machine that has only the package registry and that folder.
+
+:func:`package_pipeline` (``spacy-bioner package``, the demo's ``package`` step)
+does the same for any trained pipeline, without a card: both wheels land in
+``packages/<lang>_<name>-<version>/dist/``. Both leave training-only components
+(``bioner_adversarial``) out of the wheel.
 """
 import json
 import re
@@ -171,6 +176,91 @@ def build_own_wheel(dest: Path) -> Optional[Path]:
     return next(dest.glob("spacy_bioner-*.whl"))
 
 
+def stage_pipeline(model: Path, stage: Path) -> List[str]:
+    """Copy the pipeline ``model`` to ``stage`` without its training-only components.
+
+    A pipeline trained before they were dropped at save time (its config lists
+    ``bioner_adversarial``, which would make loading the wheel need that factory)
+    is loaded without them and written again; any other is copied as is.
+
+    model (Path): a pipeline folder.
+    stage (Path): the folder to write (must not exist).
+    RETURNS (List[str]): the components left out.
+    """
+    from spacy.util import load_config
+
+    from ..training.callbacks import CALLBACK, drop_training_only, training_only_components
+
+    config = load_config(model / "config.cfg", interpolate=False)
+    names = training_only_components(config)
+    if not names and CALLBACK not in config.to_str():
+        shutil.copytree(model, stage)
+        return []
+    import spacy
+
+    nlp = spacy.load(model, exclude=names)
+    drop_training_only(nlp).to_disk(stage)
+    return names
+
+
+def installed_torch_pin() -> str:
+    """``torch==X.Y.Z`` of the torch this pipeline was packaged with (``torch`` if none is installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"torch=={version('torch').split('+')[0]}"
+    except PackageNotFoundError:
+        return "torch"
+
+
+def install_command(dist: Path, package: str) -> str:
+    """The pip command that installs ``package`` from the package index plus the wheels in ``dist``."""
+    return f"pip install --find-links {dist} {package}"
+
+
+def package_pipeline(model: Path, packages_dir: Path, *, name: str, version: str = "0.1.0",
+                     own_wheel: bool = True) -> Dict[str, Any]:
+    """A trained pipeline as a wheel, with spacy-bioner's own wheel beside it (``spacy-bioner package``).
+
+    Runs ``spacy package --build wheel`` on a copy without training-only
+    components; spaCy writes ``packages_dir/<lang>_<name>-<version>/dist/``. The
+    model wheel requires spacy-bioner, which is not on the package index, so its
+    wheel is built into the same ``dist`` folder:
+    ``pip install --find-links DIST <lang>_<name>`` then installs both.
+
+    model (Path): a pipeline folder (e.g. ``training/demo/model-best``).
+    packages_dir (Path): where ``spacy package`` writes its folder.
+    name (str): package name without the language prefix (lower case, digits, underscores).
+    version (str): package version.
+    own_wheel (bool): also build spacy-bioner's wheel into ``dist`` (only from a clone).
+    RETURNS (Dict[str, Any]): ``wheel``, ``spacy_bioner_wheel`` (None outside a clone),
+        ``package`` (the name to load), ``dist``, ``dropped`` (components left out) and ``install`` (the command).
+    """
+    if not (model / "config.cfg").is_file():
+        raise ModelLoadError(f"{model}: not a trained pipeline folder (no config.cfg); give e.g. "
+                             "training/demo/model-best")
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ConfigValueError(f"--name {name}: use lower-case letters, digits and underscores")
+    from spacy.util import load_config
+
+    full = f"{load_config(model / 'config.cfg', interpolate=False)['nlp']['lang']}_{name}"
+    packages_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / full
+        dropped = stage_pipeline(model, stage)
+        proc = subprocess.run([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name",
+                               name, "--version", version, "--build", "wheel", "--force"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise ConfigValueError(f"spacy package failed: {' | '.join(tail)}")
+    dist = packages_dir / f"{full}-{version}" / "dist"
+    wheel = next(dist.glob(f"{full}-{version}-*.whl"))
+    spacy_bioner_wheel = build_own_wheel(dist) if own_wheel else None
+    return {"wheel": wheel, "spacy_bioner_wheel": spacy_bioner_wheel, "package": full, "dist": dist,
+            "dropped": dropped, "install": install_command(dist, full)}
+
+
 def package_run(record: Dict[str, Any], packages_dir: Path, *, name: Optional[str] = None, version: str = "0.1.0",
                 dev: Optional[Path] = None, test: Optional[Path] = None, n_bootstrap: int = 1000,
                 licence: Optional[str] = None, own_wheel: bool = True) -> Dict[str, Any]:
@@ -212,7 +302,9 @@ def package_run(record: Dict[str, Any], packages_dir: Path, *, name: Optional[st
     full = f"{config['nlp']['lang']}_{name}"
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / full
-        shutil.copytree(model, stage)
+        if stage_pipeline(model, stage):  # its meta.json now lists the components left
+            staged = json.loads((stage / "meta.json").read_text(encoding="utf8"))
+            meta.update({k: staged[k] for k in ("pipeline", "components", "disabled") if k in staged})
         requirement = f"spacy-bioner>={__version__}"
         meta.update({
             "name": name, "version": version,

@@ -1,0 +1,133 @@
+"""``spacy-bioner package`` (the demo's ``package`` step): a pipeline wheel without training-only
+components, spacy-bioner's own wheel beside it, installable with ``pip install --find-links DIST NAME``."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+import spacy
+from spacy.training import Example
+from spacy.util import load_model_from_config
+
+from spacy_bioner.errors import ConfigValueError, ModelLoadError
+from spacy_bioner.packaging.wheel import install_command, package_pipeline, stage_pipeline
+from spacy_bioner.training.config import build_config
+
+from .conftest import PROJECT
+
+NAME = "bioner_adversarial"
+TEXT = "BRCA1 mutations cause hereditary breast cancer ."
+#: A pattern the tagger learns in a few dozen steps (as in test_sweep).
+ROWS = "BRCA{i}\tB-Gene\nmutations\tO\ncause\tO\nbreast\tB-Disease\ncancer\tI-Disease\n.\tO\n"
+
+
+def old_adversarial_pipeline(backbone, path):
+    """A pipeline saved with ``bioner_adversarial`` in it, as model-best was before the fix."""
+    import spacy_bioner.pipeline.adversarial  # noqa: F401
+
+    config = build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", adversarial="fgsm",
+                          overrides={"paths.backbone": str(backbone)})
+    config["training"]["before_to_disk"] = None  # as the adversarial configs had it
+    nlp = load_model_from_config(config, auto_fill=True)
+    doc = nlp.make_doc(TEXT)
+    nlp.initialize(lambda: [Example.from_dict(doc, {"entities": [(0, 5, "Gene"), (33, 46, "Disease")]})])
+    nlp.to_disk(path)
+    assert NAME in (path / "config.cfg").read_text(encoding="utf8")
+    return path
+
+
+def test_staging_drops_training_only_components_of_an_old_pipeline(tiny, tmp_path):
+    old = old_adversarial_pipeline(tiny["bert"], tmp_path / "old")
+    assert stage_pipeline(old, tmp_path / "stage") == [NAME]
+    assert NAME not in (tmp_path / "stage" / "config.cfg").read_text(encoding="utf8")
+    meta = json.loads((tmp_path / "stage" / "meta.json").read_text(encoding="utf8"))
+    assert meta["pipeline"] == ["transformer", "bioner_tagger", "doc_cleaner"]
+    assert not (tmp_path / "stage" / NAME).exists()
+    loaded, original = spacy.load(tmp_path / "stage"), spacy.load(old)
+    assert loaded.pipe_names == ["transformer", "bioner_tagger", "doc_cleaner"]
+    assert ([(e.start, e.end, e.label_) for e in loaded(TEXT).ents]
+            == [(e.start, e.end, e.label_) for e in original(TEXT).ents])
+    # a pipeline without them is copied as it is
+    assert stage_pipeline(tmp_path / "stage", tmp_path / "again") == []
+    assert ((tmp_path / "again" / "config.cfg").read_bytes() == (tmp_path / "stage" / "config.cfg").read_bytes())
+
+
+def test_package_pipeline_checks_its_input(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.cfg"):
+        package_pipeline(tmp_path, tmp_path / "packages", name="bioner_x")
+    (tmp_path / "config.cfg").write_text("[nlp]\nlang = \"en\"\n", encoding="utf8")
+    with pytest.raises(ConfigValueError, match="lower-case"):
+        package_pipeline(tmp_path, tmp_path / "packages", name="Bad-Name")
+    assert install_command(tmp_path / "dist", "en_x") == f"pip install --find-links {tmp_path / 'dist'} en_x"
+
+
+def test_the_demo_packages_with_spacy_bioner_package():
+    import srsly
+
+    (step,) = [c for c in srsly.read_yaml(PROJECT / "project.yml")["commands"] if c["name"] == "package"]
+    assert step["script"][0].startswith("python -m spacy_bioner package training/")
+
+
+@pytest.mark.slow
+def test_demo_wheel_installs_in_a_fresh_venv_from_its_dist_folder(tmp_path, tiny):
+    """Train a tiny tagger, add bioner_adversarial the old way, `spacy-bioner package` it as the demo does,
+    then install into a fresh venv from the package index + that dist folder only, and tag a sentence."""
+    from spacy_bioner.training.run import run_training
+
+    began = time.perf_counter()
+    backbone = shutil.copytree(tiny["bert"], tmp_path / "backbone")  # removed before loading: self-contained
+    toy = tmp_path / "train.tsv"
+    toy.write_text("\n".join(ROWS.format(i=i) for i in range(22)) + "\n", encoding="utf8")
+    config = build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", overrides={
+        "paths.backbone": str(backbone), "paths.train": str(toy), "paths.dev": str(toy),
+        "training.max_steps": 30, "training.eval_frequency": 15, "training.logger.progress_bar": False,
+        "training.optimizer.learn_rate.initial_rate": 0.001, "training.batcher.size": 8})
+    record = run_training(config, tmp_path / "run")
+    trained = time.perf_counter()
+    model = tmp_path / "model-best"
+    nlp = spacy.load(record.model_best)
+    nlp.add_pipe(NAME, after="bioner_tagger")  # a pipeline trained before the component was left out
+    nlp.to_disk(model)
+    assert NAME in (model / "config.cfg").read_text(encoding="utf8")
+    shutil.rmtree(backbone)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    packages = tmp_path / "packages"
+    proc = subprocess.run([sys.executable, "-m", "spacy_bioner", "package", str(model), str(packages), "--name",
+                           "bioner_ncbi_tiny", "--version", "0.1.0"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    dist = packages / "en_bioner_ncbi_tiny-0.1.0" / "dist"
+    wheels = sorted(p.name for p in dist.glob("*.whl"))
+    assert [w.split("-")[0] for w in wheels] == ["en_bioner_ncbi_tiny", "spacy_bioner"]
+    assert f"pip install --find-links {dist} en_bioner_ncbi_tiny" in proc.stdout
+    (model_wheel,) = dist.glob("en_bioner_ncbi_tiny-*.whl")
+    with zipfile.ZipFile(model_wheel) as zf:
+        configs = [n for n in zf.namelist() if n.endswith("/config.cfg")]
+        assert configs and all(NAME not in zf.read(n).decode("utf8") for n in configs)
+
+    packaged = time.perf_counter()
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile"]  # no .pyc: faster
+    subprocess.run(pip + ["torch==2.13.0"], check=True, env=env, cwd=tmp_path)  # the CPU build, as `make` does
+    installed = subprocess.run(pip + ["--find-links", str(dist), "en_bioner_ncbi_tiny"], capture_output=True,
+                               text=True, env=env, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    code = ("import spacy, spacy_bioner; nlp = spacy.load('en_bioner_ncbi_tiny'); "
+            "doc = nlp('BRCA7 mutations cause breast cancer .'); "
+            "print(spacy_bioner.__file__); print(','.join(nlp.pipe_names)); "
+            "print([(e.text, e.label_) for e in doc.ents])")
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    location, pipes, ents = result.stdout.strip().splitlines()[-3:]
+    assert location.startswith(str(venv)) and str(PROJECT) not in location  # the installed copy, no checkout
+    assert pipes == "transformer,bioner_tagger,doc_cleaner"
+    assert "Gene" in ents or "Disease" in ents
+    print(f"trained {trained - began:.0f} s, packaged {packaged - trained:.0f} s, "
+          f"installed and tagged {time.perf_counter() - packaged:.0f} s")
