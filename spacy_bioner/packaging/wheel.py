@@ -16,6 +16,7 @@ does the same for any trained pipeline, without a card: both wheels land in
 (``bioner_adversarial``) out of the wheel.
 """
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -171,8 +172,14 @@ def build_own_wheel(dest: Path) -> Optional[Path]:
         return None
     for old in dest.glob("spacy_bioner-*.whl"):
         old.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dest),
-                    str(root)], check=True, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # setuptools ships whatever its build folder holds, stale files included: build in a fresh one,
+        # never in the clone's build/ (a module moved or deleted since would come back in the wheel)
+        extra = Path(tmp) / "build.cfg"
+        extra.write_text(f"[build]\nbuild_base = {Path(tmp) / 'build'}\n", encoding="utf8")
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(dest), str(root)], check=True, capture_output=True, text=True,
+                       env={**os.environ, "DIST_EXTRA_CONFIG": str(extra)})
     return next(dest.glob("spacy_bioner-*.whl"))
 
 
