@@ -29,7 +29,7 @@ spacy-bioner's learning-rate schedule is fitted by the run builder to
 ``--epochs`` × its batches per epoch, as HF's Trainer fits its own.
 
     python benchmarks/bench_train.py --corpus ../shared/corpora/MTL-NCBI-disease-IOB --epochs 3
-    python benchmarks/bench_train.py --epochs 3 --gpu-id 0      # on a GPU (README, section GPU)
+    python benchmarks/bench_train.py --epochs 3 --gpu-id 0      # on a GPU (docs/gpu.md)
 
 Needs the `bench` extra (accelerate, for transformers' Trainer).
 """
@@ -89,7 +89,7 @@ def hf_worker(args: argparse.Namespace) -> None:
 
     on_gpu = args.gpu_id >= 0
     if on_gpu and not torch.cuda.is_available():
-        sys.exit(f"--gpu-id {args.gpu_id}: torch sees no CUDA GPU (a CPU-only torch build?); README, section GPU")
+        sys.exit(f"--gpu-id {args.gpu_id}: torch sees no CUDA GPU (a CPU-only torch build?); docs/gpu.md")
     device = torch.device(f"cuda:{args.gpu_id}" if on_gpu else "cpu")
     if on_gpu:
         torch.cuda.set_device(device)
@@ -243,7 +243,7 @@ def check_gpu(gpu_id: int, systems: List[str]) -> None:
     import torch
 
     if not torch.cuda.is_available() or gpu_id >= torch.cuda.device_count():
-        sys.exit(f"--gpu-id {gpu_id}: torch sees no such CUDA GPU (a CPU-only torch build?); README, section GPU")
+        sys.exit(f"--gpu-id {gpu_id}: torch sees no such CUDA GPU (a CPU-only torch build?); docs/gpu.md")
 
 
 def hf_worker_env(gpu_id: int) -> Dict[str, str]:

@@ -11,7 +11,7 @@ from .errors import GPUUnavailableError
 EXTRAS_HINT = (
     "install the extra that matches your NVIDIA driver's CUDA major version (`nvidia-smi` shows it): "
     "pip install 'spacy-bioner[gpu-cuda12]' or 'spacy-bioner[gpu-cuda13]', plus a CUDA build of torch "
-    "(README, section GPU)"
+    "(docs/gpu.md)"
 )
 
 
