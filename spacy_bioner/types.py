@@ -128,12 +128,17 @@ CharEntity = Tuple[int, int, str, str]
 
 @dataclass
 class AnnotatedRecord:
-    """A record with its entities (document offsets), ready to be written."""
+    """A record with its entities (document offsets), ready to be written.
+
+    scores (Optional[List[Optional[float]]]): each entity's confidence (aligned with ``entities``; None
+        for an entity without one), or None when the pipeline sets no scores.
+    """
 
     id: str
     source: str
     passages: List[Passage]
     entities: List[CharEntity]
+    scores: Optional[List[Optional[float]]] = None
 
 
 __all__ = [

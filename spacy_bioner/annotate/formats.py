@@ -283,7 +283,7 @@ class Writer:
             end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
             for block in data[:end].split(b"\n\n"):
                 first = block.split(b"\n", 1)[0]
-                match = re.match(rb"^(.*)\|[a-zA-Z]+\|", first)
+                match = re.match(rb"^([^|\t]+)\|[a-zA-Z]+\|", first)  # as the reader: the id holds no '|'
                 if match:
                     ids.append(match.group(1).decode("utf8"))
         else:
@@ -333,12 +333,25 @@ def error_line(record: BadRecord) -> str:
 
 
 def jsonl_record(record: AnnotatedRecord) -> Dict[str, Any]:
-    return {"id": record.id, "source": record.source,
-            "entities": [{"start": s, "end": e, "label": label, "text": text} for s, e, label, text in record.entities]}
+    """``{"id", "source", "entities": [{"start", "end", "label", "text"[, "score"]}]}`` (a score when the
+    pipeline sets one)."""
+    entities = []
+    for (s, e, label, text), score in zip(record.entities, _scores(record)):
+        entity: Dict[str, Any] = {"start": s, "end": e, "label": label, "text": text}
+        if score is not None:
+            entity["score"] = score
+        entities.append(entity)
+    return {"id": record.id, "source": record.source, "entities": entities}
+
+
+def _scores(record: AnnotatedRecord) -> List[Optional[float]]:
+    """Each entity's score, None where there is none."""
+    return list(record.scores) if record.scores is not None else [None] * len(record.entities)
 
 
 def pubtator_record(record: AnnotatedRecord) -> str:
-    """Title/abstract lines as read (``|t|``/``|a|``; plain text as one ``|t|``), then one line per entity."""
+    """Title/abstract lines as read (``|t|``/``|a|``; plain text as one ``|t|``), then one line per entity
+    (PubTator's six columns: no place for a score)."""
     out = io.StringIO()
     for p in record.passages:
         kind = p.infons.get("type", "t") if p.infons.get("type") in ("t", "a") else ("t" if p.offset == 0 else "a")
@@ -355,6 +368,8 @@ def _one_line(text: str) -> str:
 
 
 def bioc_document(record: AnnotatedRecord) -> str:
+    """A BioC ``<document>``: passages with their infons, offsets and annotations (an entity's score, when
+    the pipeline sets one, as the annotation's ``score`` infon)."""
     out = io.StringIO()
     out.write(f"<document><id>{escape(record.id)}</id>\n")
     n = 0
@@ -364,9 +379,10 @@ def bioc_document(record: AnnotatedRecord) -> str:
             out.write(f"<infon key={quoteattr(key)}>{escape(value)}</infon>")
         out.write(f"<offset>{p.offset}</offset><text>{escape(p.text)}</text>\n")
         end = p.offset + len(p.text)
-        for s, e, label, text in record.entities:
+        for (s, e, label, text), score in zip(record.entities, _scores(record)):
             if p.offset <= s and e <= end:
-                out.write(f'<annotation id="T{n}"><infon key="type">{escape(label)}</infon>'
+                scored = "" if score is None else f'<infon key="score">{score}</infon>'
+                out.write(f'<annotation id="T{n}"><infon key="type">{escape(label)}</infon>{scored}'
                           f'<location offset="{s}" length="{e - s}"/><text>{escape(text)}</text></annotation>\n')
                 n += 1
         out.write("</passage>\n")
