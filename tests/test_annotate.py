@@ -255,8 +255,19 @@ def test_cli_one_line_errors(ruler, tmp_path):
     assert res.returncode == 1 and "--resume" in res.stderr
 
 
-def test_ray_backend_matches_local_and_resumes_by_shard(ruler, tmp_path):
-    pytest.importorskip("ray", reason="the ray backend is an optional extra: pip install 'spacy-bioner[ray]'")
+@pytest.fixture(scope="module")
+def local_ray():
+    """One small local Ray for the module's Ray tests (annotate uses it rather than starting its own)."""
+    ray = pytest.importorskip("ray", reason="the ray backend is an optional extra: pip install 'spacy-bioner[ray]'")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_backend_matches_local_and_resumes_by_shard(ruler, tmp_path, local_ray):
+    from spacy_bioner.annotate.job import RSS_ACTORS, RSS_DRIVER
+
     records = [{"id": f"doc{i}", "text": f"Case {i}: BRCA1 and breast cancer." if i % 4 else ""} for i in range(10)]
     src = write_jsonl(tmp_path / "in.jsonl", records + [{"id": "x"}])
     annotate(ruler, src, tmp_path / "local.jsonl", progress=False)
@@ -266,6 +277,7 @@ def test_ray_backend_matches_local_and_resumes_by_shard(ruler, tmp_path):
     assert sorted(read_jsonl(tmp_path / "ray.jsonl.errors.jsonl"), key=lambda e: e["source"]) == \
         sorted(read_jsonl(tmp_path / "local.jsonl.errors.jsonl"), key=lambda e: e["source"])
     assert stats.documents == 7 and stats.errors == 4
+    assert stats.peak_rss_of == RSS_ACTORS and stats.peak_rss_mib > 0  # the actors', not the driver's
     shards = tmp_path / "ray.jsonl.shards"
     assert len(list(shards.glob("output-*.jsonl"))) == 4
     (shards / "output-00002.jsonl").unlink()  # a shard the killed job never finished
@@ -274,6 +286,33 @@ def test_ray_backend_matches_local_and_resumes_by_shard(ruler, tmp_path):
     annotate(ruler, src, out, backend="ray", shard_size=3, resume=True, progress=False)
     assert out.read_text() == (tmp_path / "local.jsonl").read_text()
     assert (shards / "output-00000.jsonl").stat().st_mtime_ns == before  # finished shards are not redone
+    out.unlink()
+    stats = annotate(ruler, src, out, backend="ray", shard_size=3, resume=True, progress=False)  # no actor runs
+    assert stats.peak_rss_of == RSS_DRIVER and out.read_text() == (tmp_path / "local.jsonl").read_text()
+
+
+def test_ray_backend_a_pipeline_that_cannot_load_is_one_error(tmp_path, local_ray):
+    from spacy_bioner.errors import ModelLoadError
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
+    with pytest.raises(ModelLoadError, match="no such pipeline") as info:
+        annotate(tmp_path / "missing-model", src, tmp_path / "out.jsonl", backend="ray", progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_ray_failures_become_one_line_errors():
+    from spacy_bioner.annotate.ray_backend import ray_failure
+    from spacy_bioner.annotate.worker import JobFailure
+
+    class RayTaskError(Exception):  # as Ray wraps what an actor raised: the cause in .cause
+        def __init__(self, cause):
+            super().__init__("ray::MapWorker(ShardAnnotator)\nTraceback ...")
+            self.cause = cause
+
+    err = ray_failure(RayTaskError(JobFailure("out of memory while annotating 3 record(s)")))
+    assert type(err) is JobFailure and str(err) == "out of memory while annotating 3 record(s)"
+    err = ray_failure(RayTaskError(KeyError("x")))
+    assert type(err) is JobFailure and "KeyError" in str(err) and "--resume" in str(err)
 
 
 def test_ray_backend_without_ray_says_how_to_install(ruler, tmp_path, monkeypatch):
@@ -337,3 +376,316 @@ def test_uppercase_gz_and_output_inside_the_input_folder(ruler, tmp_path):
     assert stats.documents == 1 and stats.errors == 0
     stats = annotate(ruler, folder, folder / "out.jsonl", resume=True, progress=False)  # out.jsonl is not input
     assert stats.documents == 0 and stats.skipped == 1 and len(read_jsonl(folder / "out.jsonl")) == 1
+
+
+# ---------------------------------------------------------------- a failing job is not a failing record
+FAIL = {"on": True}  # what the components below do, switched by the tests (in this process: n_process=1)
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named as torch.cuda.OutOfMemoryError, which needs no GPU to be recognised."""
+
+
+JOB_ERRORS = {"cuda-oom": lambda: RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+              "torch-oom": lambda: OutOfMemoryError("Allocation on device"),
+              "memory": lambda: MemoryError(),
+              "device-assert": lambda: RuntimeError("CUDA error: device-side assert triggered\nCompile with ...")}
+
+
+def pipeline_with(ruler, path, name, component):
+    """The ruler pipeline with one more (in-process) component, saved to ``path``."""
+    if name not in spacy.registry.factories:
+        spacy.Language.component(name, func=component)
+    nlp = spacy.load(ruler)
+    nlp.add_pipe(name)
+    nlp.to_disk(path)
+    return path
+
+
+def _raise_on_oom(kind):
+    def component(doc):
+        if FAIL["on"] and "OOM" in doc.text:
+            raise JOB_ERRORS[kind]()
+        return doc
+    return component
+
+
+@pytest.mark.parametrize("kind", list(JOB_ERRORS))
+def test_out_of_memory_stops_the_job_and_resume_loses_nothing(ruler, tmp_path, kind):
+    from spacy_bioner.annotate.worker import JobFailure
+
+    model = pipeline_with(ruler, tmp_path / "model", f"oom_{kind}", _raise_on_oom(kind))
+    records = [{"id": f"d{i}", "text": f"Case {i}: BRCA1" + (" OOM" if i == 5 else "")} for i in range(10)]
+    src = write_jsonl(tmp_path / "in.jsonl", records + [{"id": "bad"}])
+    out = tmp_path / "out.jsonl"
+    FAIL["on"] = True
+    with pytest.raises(JobFailure, match="--resume") as info:
+        annotate(model, src, out, buffer_size=4, progress=False)
+    assert "\n" not in str(info.value) and ("out of memory" in str(info.value) or "device error" in str(info.value))
+    assert [r["id"] for r in read_jsonl(out)] == ["d0", "d1", "d2", "d3"]  # the first buffer, flushed
+    assert not (tmp_path / "out.jsonl.errors.jsonl").read_text()  # nothing of the failing buffer
+    FAIL["on"] = False  # the memory is back
+    stats = annotate(model, src, out, buffer_size=4, resume=True, progress=False)
+    assert stats.skipped == 4 and stats.documents == 6 and stats.errors == 1
+    assert [r["id"] for r in read_jsonl(out)] == [f"d{i}" for i in range(10)]
+
+
+def _raise_always(doc):
+    if FAIL["on"]:
+        raise ValueError("the model is broken")
+    return doc
+
+
+def test_a_buffer_failing_record_by_record_stops_the_job(ruler, tmp_path):
+    from spacy_bioner.annotate.worker import JobFailure
+
+    model = pipeline_with(ruler, tmp_path / "model", "raise_always", _raise_always)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": "BRCA1"} for i in range(6)])
+    FAIL["on"] = True
+    with pytest.raises(JobFailure, match="every record of a buffer of 3 .*ValueError: the model is broken"):
+        annotate(model, src, tmp_path / "out.jsonl", buffer_size=3, progress=False)
+    assert not (tmp_path / "out.jsonl").read_text() and not (tmp_path / "out.jsonl.errors.jsonl").read_text()
+    FAIL["on"] = False
+    stats = annotate(model, src, tmp_path / "out.jsonl", buffer_size=3, resume=True, progress=False)
+    assert stats.documents == 6 and stats.errors == 0
+
+
+def test_cli_a_failing_job_is_one_line_and_exit_1(ruler, tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    model = pipeline_with(ruler, tmp_path / "model", "oom_cli", _raise_on_oom("cuda-oom"))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1 OOM"}, {"id": "b", "text": "x"}])
+    FAIL["on"] = True
+    result = CliRunner().invoke(app, ["annotate", str(model), str(src), str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback: fail()'s exit
+    output = result.output.strip()
+    assert "out of memory" in output and "--resume" in output and "Traceback" not in output
+    assert len(output.splitlines()) == 1
+
+
+def _flaky(doc):
+    if FAIL["on"] and "FLAKY" in doc.text:
+        raise RuntimeError("a transient glitch")
+    return doc
+
+
+def test_retry_errors_annotates_the_error_files_records_again(ruler, tmp_path):
+    model = pipeline_with(ruler, tmp_path / "model", "flaky", _flaky)
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": f"d{i}", "text": f"BRCA1 {'FLAKY' if i in (1, 4) else ''}"}) for i in range(6)]
+    src.write_text("\n".join(lines[:3] + ["{not json"] + lines[3:]) + "\n")
+    out, errors = tmp_path / "out.jsonl", tmp_path / "out.jsonl.errors.jsonl"
+    FAIL["on"] = True
+    annotate(model, src, out, buffer_size=3, progress=False)
+    assert [(e["id"], e["error"].split(":")[0]) for e in read_jsonl(errors)] == [
+        ("d1", "the pipeline failed on it"), (None, "invalid JSON"), ("d4", "the pipeline failed on it")]
+    before = errors.read_text()
+    stats = annotate(model, src, out, retry_errors=True, progress=False)  # still failing: nothing changes
+    assert stats.retried == 3 and stats.documents == 0 and stats.errors == 3 and errors.read_text() == before
+    FAIL["on"] = False
+    stats = annotate(model, src, out, retry_errors=True, progress=False)
+    assert stats.retried == 3 and stats.documents == 2 and stats.errors == 1 and stats.not_found == 0
+    assert [r["id"] for r in read_jsonl(out)] == ["d0", "d2", "d3", "d5", "d1", "d4"]  # appended
+    assert [e["error"].split(":")[0] for e in read_jsonl(errors)] == ["invalid JSON"]  # bad input stays
+    assert read_jsonl(out)[-1]["entities"] == [{"start": 0, "end": 5, "label": "Gene", "text": "BRCA1"}]
+    again = annotate(model, src, out, resume=True, progress=False)  # resume sees the retried ones as done
+    assert again.documents == 0 and again.skipped == 7
+
+
+def test_retry_errors_needs_an_error_file_and_the_local_backend(ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
+    with pytest.raises(FileNotFoundError, match="no error file to retry"):
+        annotate(ruler, src, tmp_path / "out.jsonl", retry_errors=True, progress=False)
+    (tmp_path / "out.jsonl.errors.jsonl").write_text("")
+    with pytest.raises(ValueError, match="drop --backend ray"):
+        annotate(ruler, src, tmp_path / "out.jsonl", retry_errors=True, backend="ray", progress=False)
+
+
+def test_job_failure_reasons():
+    from spacy_bioner.annotate.worker import job_failure_reason
+
+    assert [job_failure_reason(make()) for make in JOB_ERRORS.values()] == [
+        "out of memory", "out of memory", "out of memory", "device error"]
+    try:
+        try:
+            raise MemoryError()
+        except MemoryError as inner:
+            raise ValueError("wrapped") from inner
+    except ValueError as err:
+        assert job_failure_reason(err) == "out of memory"  # a wrapped OOM is still one
+    assert job_failure_reason(ValueError("E1041: out of memory words")) is None  # not a RuntimeError
+    assert job_failure_reason(RuntimeError("index out of range")) is None
+
+
+def test_a_killed_worker_stops_the_job_instead_of_hanging(ruler, tmp_path):
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": "BRCA1"} for i in range(60)])
+    out = tmp_path / "out.jsonl"
+
+    def kill_the_workers(stats):
+        if stats.documents == 1:  # buffers are still in flight and to come
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["stats"] = annotate(ruler, src, out, buffer_size=1, n_process=2, progress=False,
+                                        on_buffer=kill_the_workers)
+        except BaseException as err:  # noqa: BLE001
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=240)
+    assert not thread.is_alive(), "the job hangs on a dead worker"
+    from spacy_bioner.annotate.worker import JobFailure
+
+    assert isinstance(outcome.get("error"), JobFailure), outcome
+    assert "worker process died" in str(outcome["error"]) and "--resume" in str(outcome["error"])
+    done = [r["id"] for r in read_jsonl(out)]
+    assert done == [f"d{i}" for i in range(len(done))]  # in order, nothing after a gap
+    stats = annotate(ruler, src, out, resume=True, progress=False)
+    assert stats.skipped == len(done) and [r["id"] for r in read_jsonl(out)] == [f"d{i}" for i in range(60)]
+
+
+# ---------------------------------------------------------------- PubTator resume
+def test_pubtator_resume_with_a_title_holding_pipes(ruler, tmp_path):
+    records = [{"id": f"doc{i}", "text": f"Title |a| with |t| pipes {i} BRCA1"} for i in range(6)]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    annotate(ruler, src, tmp_path / "full.pubtator", output_format="pubtator", buffer_size=2, progress=False)
+    out = tmp_path / "out.pubtator"
+
+    class Killed(Exception):
+        pass
+
+    def kill(stats):
+        raise Killed
+
+    with pytest.raises(Killed):
+        annotate(ruler, src, out, output_format="pubtator", buffer_size=2, progress=False, on_buffer=kill)
+    stats = annotate(ruler, src, out, output_format="pubtator", buffer_size=2, resume=True, progress=False)
+    assert stats.skipped == 2 and stats.documents == 4
+    assert out.read_text() == (tmp_path / "full.pubtator").read_text()
+
+
+def test_pubtator_output_refuses_ids_it_cannot_hold(ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a|b", "text": "BRCA1"}, {"id": "c", "text": "BRCA1"}])
+    stats = annotate(ruler, src, tmp_path / "out.pubtator", output_format="pubtator", progress=False)
+    assert stats.documents == 1 and stats.errors == 1
+    [err] = read_jsonl(tmp_path / "out.pubtator.errors.jsonl")
+    assert err["id"] == "a|b" and "PubTator output cannot hold" in err["error"]
+    assert [r.id for r in read_records(tmp_path / "out.pubtator")] == ["c"]
+
+
+# ---------------------------------------------------------------- entity confidence
+SCORES = {"BRCA1": 0.912345678, "cancer": 0.3}
+
+
+def _scored_ents(doc):
+    """Sets doc.ents and doc.spans["ents"] with attrs["scores"], as bioner_tagger does."""
+    from spacy.tokens import Span, SpanGroup
+
+    ents = [Span(doc, t.i, t.i + 1, label="Gene" if t.text == "BRCA1" else "Disease")
+            for t in doc if t.text in SCORES]
+    doc.ents = ents
+    doc.spans["ents"] = SpanGroup(doc, name="ents", spans=list(doc.ents),
+                                  attrs={"scores": [SCORES[e.text] for e in doc.ents]})
+    return doc
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    if "scored_ents" not in spacy.registry.factories:
+        spacy.Language.component("scored_ents", func=_scored_ents)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("scored_ents")
+    path = tmp_path_factory.mktemp("scored") / "model"
+    nlp.to_disk(path)
+    return path
+
+
+def test_entity_scores_in_jsonl_and_bioc_not_pubtator(scored, ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1 and breast cancer"}])
+    annotate(scored, src, tmp_path / "out.jsonl", progress=False)
+    [rec] = read_jsonl(tmp_path / "out.jsonl")
+    assert [(e["text"], e["score"]) for e in rec["entities"]] == [("BRCA1", 0.9123), ("cancer", 0.3)]
+    annotate(scored, src, tmp_path / "out.xml", output_format="bioc", progress=False)
+    from xml.etree import ElementTree
+
+    annotations = ElementTree.parse(tmp_path / "out.xml").getroot().iter("annotation")
+    assert [{i.get("key"): i.text for i in a.findall("infon")} for a in annotations] == [
+        {"type": "Gene", "score": "0.9123"}, {"type": "Disease", "score": "0.3"}]
+    annotate(scored, src, tmp_path / "out.pubtator", output_format="pubtator", progress=False)
+    assert "0.9123" not in (tmp_path / "out.pubtator").read_text()
+    annotate(ruler, src, tmp_path / "plain.jsonl", progress=False)  # spaCy's ner / a ruler: no scores
+    assert all("score" not in e for e in read_jsonl(tmp_path / "plain.jsonl")[0]["entities"])
+
+
+def test_min_confidence_drops_low_scores_and_needs_scores(scored, ruler, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1 and breast cancer"},
+                                              {"id": "b", "text": "cancer only"}])
+    stats = annotate(scored, src, tmp_path / "out.jsonl", min_confidence=0.5, progress=False)
+    assert [[e["text"] for e in r["entities"]] for r in read_jsonl(tmp_path / "out.jsonl")] == [["BRCA1"], []]
+    assert stats.entities == 1 and stats.errors == 0
+    from spacy_bioner.annotate.worker import MissingScoresError
+
+    with pytest.raises(MissingScoresError, match="drop --min-confidence"):
+        annotate(ruler, src, tmp_path / "plain.jsonl", min_confidence=0.5, buffer_size=1, progress=False)
+    assert not (tmp_path / "plain.jsonl.errors.jsonl").read_text()  # an error of the job, not of records
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        annotate(scored, src, tmp_path / "x.jsonl", min_confidence=50, progress=False)
+    res = run_cli(ruler, src, tmp_path / "cli.jsonl", "--min-confidence", "0.5")
+    assert res.returncode == 1 and "drop --min-confidence" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_scores_survive_the_ray_shards():
+    from spacy_bioner.annotate.ray_backend import record_from_json, record_to_json
+    from spacy_bioner.types import AnnotatedRecord, Passage
+
+    record = AnnotatedRecord(id="a", source="x:1", passages=[Passage(offset=0, text="BRCA1")],
+                             entities=[(0, 5, "Gene", "BRCA1")], scores=[0.9])
+    assert record_from_json(json.loads(json.dumps(record_to_json(record)))) == record
+
+
+# ---------------------------------------------------------------- layers
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf8"))
+    package = "spacy_bioner." + ".".join(path.relative_to(path.parents[1]).with_suffix("").parts[:-1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            yield f"{base}.{node.module}" if node.module else base
+        elif isinstance(node, ast.ImportFrom):
+            yield node.module or ""
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def test_annotate_imports_no_cycle_and_nothing_from_evaluation():
+    from pathlib import Path
+
+    import spacy_bioner
+
+    root = Path(spacy_bioner.__file__).parent
+    graph = {f"spacy_bioner.annotate.{p.stem}": {m for m in _imports(p) if m.startswith("spacy_bioner.annotate.")}
+             for p in (root / "annotate").glob("*.py")}
+    for module, deps in graph.items():
+        for dep in deps:
+            assert module not in graph.get(dep, set()), f"import cycle {module} <-> {dep}"
+        outside = {m for m in _imports(root / "annotate" / (module.rsplit(".", 1)[1] + ".py"))
+                   if m.startswith("spacy_bioner.evaluation") or m.startswith("spacy_bioner.training")}
+        assert not outside, f"{module} imports {outside}"
+    inference = set(_imports(root / "models" / "inference.py"))
+    assert not {m for m in inference if m.split(".")[:2] in (["spacy_bioner", "pipeline"],
+                                                             ["spacy_bioner", "evaluation"])}

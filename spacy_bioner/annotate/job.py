@@ -9,31 +9,47 @@
   ``resume`` the ids they already hold are skipped (a record cut off by a kill
   is removed from OUTPUT first), so a killed job continues with no duplicate
   and no gap.
-* **Bad records** (unreadable, empty, too long, or one the pipeline fails on)
-  go to the error file with their source ``file:line``, id and reason.
+* **Bad records** (unreadable, empty, too long, or one the pipeline fails on
+  alone) go to the error file with their source ``file:line``, id and reason;
+  ``retry_errors`` annotates the error file's records again.
+* **A failing job stops** (:class:`~.worker.JobFailure`: out of memory, a device
+  error, every record of a buffer failing, a worker process killed): nothing of
+  the current buffer is written, so ``resume`` continues with nothing lost.
 * ``n_process > 1`` (CPU): spawned worker processes, one torch thread each, each
   with its own copy of the pipeline; a bounded number of buffers in flight.
 """
 import json
+import os
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple,
+                    Union)
 
-from ..types import AnnotatedRecord, BadRecord, CharEntity, Record
+from ..types import AnnotatedRecord, BadRecord, Record
 from .formats import OUTPUT_FORMATS, Writer, error_line, read_records
+from .worker import (PIPELINE_FAILED, JobFailure, MissingScoresError, TextEntities, annotate_records,  # noqa: F401
+                     annotate_texts, init_worker, peak_rss_mib, prepare_pipeline, run_buffer, work)
 
 if TYPE_CHECKING:
-    from spacy.language import Language
+    from concurrent.futures import Future
 
-#: Entities of one text: ``(start_char, end_char, label)``.
-TextEntities = List[Tuple[int, int, str]]
+#: What the peak RSS figure measures, per backend.
+RSS_LOCAL = "this process"
+RSS_WORKERS = "the largest of this process and its workers"
+RSS_ACTORS = "the largest Ray actor"
+RSS_DRIVER = "the Ray driver (no actor ran)"
 
 
 @dataclass
 class AnnotateStats:
-    """What an ``annotate`` run did (printed at the end, and returned)."""
+    """What an ``annotate`` run did (printed at the end, and returned).
+
+    retried (int): with ``retry_errors``, the error file's records found in INPUT and annotated again
+        (``documents`` of them succeeded, ``errors`` still fail); ``not_found``: those INPUT no longer has.
+    peak_rss_of (str): whose peak RSS ``peak_rss_mib`` is.
+    """
 
     documents: int = 0
     passages: int = 0
@@ -41,8 +57,11 @@ class AnnotateStats:
     entities: int = 0
     errors: int = 0
     skipped: int = 0
+    retried: int = 0
+    not_found: int = 0
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    peak_rss_of: str = RSS_LOCAL
     labels: Dict[str, int] = field(default_factory=dict)
 
     @property
@@ -55,82 +74,6 @@ class AnnotateStats:
 
     def to_dict(self) -> Dict[str, Any]:
         return {**asdict(self), "docs_per_second": self.docs_per_second, "words_per_second": self.words_per_second}
-
-
-def prepare_pipeline(model: Union[str, Path], *, gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False,
-                     max_chars: int = 1_000_000) -> "Language":
-    """Load a pipeline for annotation: GPU or CPU, speed-ups, a doc cleaner, ``max_length``.
-
-    model (Union[str, Path]): pipeline folder or installed package name.
-    gpu_id (int): GPU index, -1 for CPU.
-    length_buckets (float): length-bucket ratio for every transformer, overriding the config's (0: off).
-    int8 (bool): int8 dynamic quantization (CPU).
-    max_chars (int): the longest passage accepted (spaCy's ``nlp.max_length``).
-    """
-    from ..evaluation.predict import add_doc_cleaner, load_pipeline, speed_up
-    from ..gpu import require_gpu
-
-    require_gpu(gpu_id)
-    nlp = load_pipeline(model)
-    speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8)
-    add_doc_cleaner(nlp)
-    nlp.max_length = max(nlp.max_length, max_chars + 1)
-    return nlp
-
-
-def annotate_texts(nlp: "Language", texts: List[str], *, batch_size: int = 64) -> Tuple[List[TextEntities], int]:
-    """Entities (character offsets into each text) for every text, and the number of words.
-
-    nlp (Language): the pipeline.
-    texts (List[str]): the texts, any order (they are run sorted by length, results in input order).
-    batch_size (int): texts per ``nlp.pipe`` batch.
-    """
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out: List[TextEntities] = [[] for _ in texts]
-    words = 0
-    for i, doc in zip(order, nlp.pipe((texts[i] for i in order), batch_size=batch_size)):
-        out[i] = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
-        words += sum(1 for t in doc if not t.is_space)
-    return out, words
-
-
-def annotate_records(nlp: "Language", records: List[Record], *,
-                     batch_size: int = 64) -> Tuple[List[Union[AnnotatedRecord, BadRecord]], int]:
-    """Annotate a buffer of records; if the pipeline fails, each record alone, so only the culprit is lost."""
-    if len(records) > 1:
-        try:
-            return _annotate(nlp, records, batch_size=batch_size)
-        except Exception:  # noqa: BLE001 - find the record that breaks it, keep the others
-            pass
-    results: List[Union[AnnotatedRecord, BadRecord]] = []
-    words = 0
-    for record in records:
-        try:
-            done, n = _annotate(nlp, [record], batch_size=batch_size)
-        except Exception as err:  # noqa: BLE001
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            results.append(BadRecord(source=record.source, id=record.id,
-                                     error=f"the pipeline failed on it: {type(err).__name__}: {first[:300]}"))
-            continue
-        results.extend(done)
-        words += n
-    return results, words
-
-
-def _annotate(nlp: "Language", records: List[Record], *,
-              batch_size: int) -> Tuple[List[Union[AnnotatedRecord, BadRecord]], int]:
-    texts = [p.text for r in records for p in r.passages]
-    found, words = annotate_texts(nlp, texts, batch_size=batch_size)
-    results: List[Union[AnnotatedRecord, BadRecord]] = []
-    k = 0
-    for record in records:
-        entities: List[CharEntity] = []
-        for passage in record.passages:
-            entities.extend((passage.offset + s, passage.offset + e, label, passage.text[s:e]) for s, e, label in found[k])
-            k += 1
-        results.append(AnnotatedRecord(id=record.id, source=record.source, passages=record.passages,
-                                       entities=entities))
-    return results, words
 
 
 def buffers(records: Iterable[Union[Record, BadRecord]], size: int) -> Iterator[List[Union[Record, BadRecord]]]:
@@ -154,20 +97,80 @@ def read_error_keys(path: Path) -> "Counter[str]":
     """Keys of the records an error file already holds, with their counts (a line cut off by a kill is removed)."""
     if not path.exists():
         return Counter()
+    keys: "Counter[str]" = Counter()
+    for line in _error_lines(path):
+        obj = json.loads(line)
+        keys[obj["id"] if obj.get("id") is not None else obj["source"]] += 1
+    return keys
+
+
+def _error_lines(path: Path) -> List[str]:
+    """The complete lines of an error file (a line cut off by a kill is removed from the file)."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
-    with open(path, "r+b") as f:
-        f.truncate(end)
-    keys: "Counter[str]" = Counter()
-    for line in data[:end].splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            keys[obj["id"] if obj.get("id") is not None else obj["source"]] += 1
-    return keys
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return [line + "\n" for line in data[:end].decode("utf8").splitlines() if line.strip()]
 
 
 def default_errors_path(output: Path) -> Path:
     return output.with_name(output.name + ".errors.jsonl")
+
+
+PUBTATOR_ID_CHARS = "|\t\n\r"
+
+
+def writable_ids(records: Iterable[Union[Record, BadRecord]]) -> Iterator[Union[Record, BadRecord]]:
+    """Records whose id PubTator can hold; the others become bad records (``id|t|`` is how PubTator reads)."""
+    for record in records:
+        if isinstance(record, Record) and any(c in record.id for c in PUBTATOR_ID_CHARS):
+            yield BadRecord(source=record.source, id=record.id,
+                            error="its id holds a '|', a tab or a newline, which PubTator output cannot hold "
+                                  "(choose another --output-format or --id-field)")
+        else:
+            yield record
+
+
+class ErrorFileRetry:
+    """The error file's records to annotate again (``--retry-errors``), and the file rewritten as they go.
+
+    Records are matched on their source and id; each one annotated leaves the file, each one that still
+    fails (or is still bad input) keeps its place with the new reason.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: List[Optional[str]] = list(_error_lines(path))
+        self.places: Dict[Tuple[str, Optional[str]], Deque[int]] = {}
+        for i, line in enumerate(self.lines):
+            obj = json.loads(line)  # type: ignore[arg-type]
+            self.places.setdefault((obj["source"], obj.get("id")), deque()).append(i)
+        self.wanted = Counter({key: len(places) for key, places in self.places.items()})
+
+    def select(self, records: Iterable[Union[Record, BadRecord]]) -> Iterator[Union[Record, BadRecord]]:
+        """The records of INPUT that the error file holds (as many times as it holds each)."""
+        for record in records:
+            key = (record.source, record.id)
+            if self.wanted[key] > 0:
+                self.wanted[key] -= 1
+                yield record
+
+    @property
+    def not_found(self) -> int:
+        return sum(self.wanted.values())
+
+    def settle(self, result: Union[AnnotatedRecord, BadRecord]) -> None:
+        """Record the outcome of one retried record (annotated: its line goes; still bad: the new reason)."""
+        place = self.places[(result.source, result.id)].popleft()
+        self.lines[place] = error_line(result) if isinstance(result, BadRecord) else None
+
+    def save(self) -> None:
+        """Rewrite the error file (atomically: a temporary file, then rename)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf8") as f:
+            f.writelines(line for line in self.lines if line is not None)
+        os.replace(tmp, self.path)
 
 
 def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Optional[str] = None,
@@ -176,7 +179,8 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
              gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False, max_chars: int = 1_000_000,
              progress: bool = True, on_buffer: Optional[Callable[[AnnotateStats], None]] = None,
              backend: str = "local", address: Optional[str] = None, gpus_per_actor: float = 0.0,
-             shard_size: int = 2000) -> AnnotateStats:
+             shard_size: int = 2000, min_confidence: Optional[float] = None,
+             retry_errors: bool = False) -> AnnotateStats:
     """Annotate every record of INPUT with a trained pipeline, streaming, into OUTPUT.
 
     model (Union[str, Path]): pipeline folder or installed package.
@@ -185,7 +189,7 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
     fmt (Optional[str]): input format; None infers it from suffixes.
     output_format (str): jsonl, pubtator or bioc.
     id_field (str): JSONL id key. text_field (str): JSONL text key.
-    resume (bool): continue a killed job: skip what OUTPUT and the error file hold.
+    resume (bool): continue a killed or stopped job: skip what OUTPUT and the error file hold.
     errors (Optional[Path]): error file (default: OUTPUT + ``.errors.jsonl``).
     batch_size (int): texts per ``nlp.pipe`` batch. buffer_size (int): records per buffer (flush unit).
     n_process (int): worker processes (CPU only). gpu_id (int): GPU index, -1 for CPU.
@@ -195,7 +199,12 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
     backend (str): ``local`` (this machine, streaming) or ``ray`` (Ray Data, sharded; see
         :mod:`.ray_backend`; ``n_process`` actors). address (Optional[str]): Ray cluster address.
     gpus_per_actor (float): GPUs per Ray actor. shard_size (int): records per Ray shard.
-    RETURNS (AnnotateStats): counts, seconds, words/s, peak RSS.
+    min_confidence (Optional[float]): drop entities scored below it (pipelines that set entity scores only:
+        with one that sets none it is a one-line error).
+    retry_errors (bool): annotate the error file's records again (read from INPUT): those annotated are
+        appended to OUTPUT and leave the error file, the others stay in it with their new reason.
+    RETURNS (AnnotateStats): counts, seconds, words/s, peak RSS. A failure of the job (not of a record)
+        is a :class:`~.worker.JobFailure`, after OUTPUT and the error file are flushed.
     """
     from tqdm import tqdm
 
@@ -212,54 +221,58 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
         raise ValueError(f"--output-format {output_format}: choose one of {', '.join(OUTPUT_FORMATS)}")
     if batch_size < 1 or buffer_size < 1 or n_process < 1:
         raise ValueError("--batch-size, --buffer-size and --n-process must be at least 1")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"--min-confidence {min_confidence}: a confidence is between 0 and 1")
     errors = errors or default_errors_path(output)
+    if retry_errors and backend == "ray":
+        raise ValueError("--retry-errors runs on this machine (the records to retry are few): drop --backend ray")
+    if retry_errors and not errors.exists():
+        raise FileNotFoundError(f"{errors}: no error file to retry (name it with --errors)")
     from .ray_backend import shard_folder
 
-    records = read_records(input_path, fmt=fmt, id_field=id_field, text_field=text_field, max_chars=max_chars,
-                           exclude=(output, errors, shard_folder(output)))
+    records: Iterable[Union[Record, BadRecord]] = read_records(
+        input_path, fmt=fmt, id_field=id_field, text_field=text_field, max_chars=max_chars,
+        exclude=(output, errors, shard_folder(output)))
+    if output_format == "pubtator":
+        records = writable_ids(records)
     settings = dict(gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, max_chars=max_chars)
-    if not resume:  # before loading anything
+    if not resume and not retry_errors:  # before loading anything
         for path in (output, errors):
             if path.exists() and path.stat().st_size:
                 raise FileExistsError(f"{path} exists: pass --resume to continue the job, or choose a new OUTPUT")
     if backend == "ray":
         if gpus_per_actor:
             settings["gpu_id"] = 0  # Ray gives each actor its own GPU(s), visible as device 0
-        return _annotate_on_ray(model, input_path, output, settings=settings, fmt=fmt, output_format=output_format,
-                                id_field=id_field, text_field=text_field, errors=errors, resume=resume,
-                                batch_size=batch_size, shard_size=shard_size, actors=n_process,
-                                gpus_per_actor=gpus_per_actor, address=address)
-    runner = _Runner(model, settings, n_process=n_process, batch_size=batch_size)
-    writer = Writer(output, output_format, resume=resume)
-    # What OUTPUT and the error file hold, per key and count: the n-th record with a repeated id is
-    # skipped only if n records with that id were done (ids repeat in PubMed baseline + update files).
-    done = Counter(writer.done)
-    if resume:
-        done.update(read_error_keys(errors))
-    stats = AnnotateStats()
-    err_file = open(errors, "a", encoding="utf8")
+        return _annotate_on_ray(model, records, output, settings=settings, output_format=output_format,
+                                errors=errors, resume=resume, batch_size=batch_size, shard_size=shard_size,
+                                actors=n_process, gpus_per_actor=gpus_per_actor, address=address,
+                                min_confidence=min_confidence)
+    runner = _Runner(model, settings, n_process=n_process, batch_size=batch_size, min_confidence=min_confidence,
+                     all_failing_stops=not retry_errors)
+    writer = Writer(output, output_format, resume=resume or retry_errors)
+    stats = AnnotateStats(peak_rss_of=RSS_LOCAL if n_process == 1 else RSS_WORKERS)
+    retry = ErrorFileRetry(errors) if retry_errors else None
+    if retry is not None:
+        todo = buffers(retry.select(records), buffer_size)
+    else:
+        # What OUTPUT and the error file hold, per key and count: the n-th record with a repeated id is
+        # skipped only if n records with that id were done (ids repeat in PubMed baseline + update files).
+        done = Counter(writer.done)
+        if resume:
+            done.update(read_error_keys(errors))
+        todo = _not_done(records, done, buffer_size, stats)
+    err_file = open(errors, "a", encoding="utf8") if retry is None else None
     bar = None
+    results_by_buffer = runner.map(todo)
+    start = time.perf_counter()  # words/s and docs/s count annotation, not loading the pipeline
     try:
-        start = time.perf_counter()  # words/s and docs/s count annotation, not loading the pipeline
-        bar = tqdm(desc="annotating", unit="doc", disable=not progress or None, dynamic_ncols=True)
-
-        def todo() -> Iterator[List[Union[Record, BadRecord]]]:
-            for buffer in buffers(records, buffer_size):
-                left = []
-                for r in buffer:
-                    key = record_key(r)
-                    if done[key] > 0:
-                        done[key] -= 1
-                    else:
-                        left.append(r)
-                stats.skipped += len(buffer) - len(left)
-                if left:
-                    yield left
-
-        for results, words in runner.map(todo()):
+        bar = tqdm(desc="retrying" if retry else "annotating", unit="doc", disable=not progress or None,
+                   dynamic_ncols=True)
+        for results, words in results_by_buffer:
             for result in results:
                 if isinstance(result, BadRecord):
-                    err_file.write(error_line(result))
+                    if err_file is not None:
+                        err_file.write(error_line(result))
                     stats.errors += 1
                 else:
                     writer.write(result)
@@ -270,93 +283,117 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
                         stats.labels[e[2]] = stats.labels.get(e[2], 0) + 1
             stats.words += words
             writer.flush()
-            err_file.flush()
+            if err_file is not None:
+                err_file.flush()
+            if retry is not None:
+                os.fsync(writer.file.fileno())  # OUTPUT holds them before the error file lets them go
+                for result in results:
+                    retry.settle(result)
+                retry.save()
+                stats.retried += len(results)
             stats.seconds = time.perf_counter() - start
             bar.update(len(results))
             bar.set_postfix_str(f"{stats.words_per_second:,.0f} words/s, {stats.errors} errors")
             if on_buffer is not None:
                 on_buffer(stats)
     finally:
+        results_by_buffer.close()  # stops the workers at once when the job stops
         if bar is not None:
             bar.close()
-        err_file.close()
+        if err_file is not None:
+            err_file.close()
         writer.close()
+    if retry is not None:
+        stats.not_found = retry.not_found
     stats.seconds = time.perf_counter() - start
-    stats.peak_rss_mib = _peak_rss_mib()
+    stats.peak_rss_mib = peak_rss_mib()
     return stats
 
 
-def _annotate_on_ray(model: Union[str, Path], input_path: Path, output: Path, **kwargs: Any) -> AnnotateStats:
+def _not_done(records: Iterable[Union[Record, BadRecord]], done: "Counter[str]", buffer_size: int,
+              stats: AnnotateStats) -> Iterator[List[Union[Record, BadRecord]]]:
+    """Buffers of the records OUTPUT and the error file do not hold yet (``stats.skipped`` counts the others)."""
+    for buffer in buffers(records, buffer_size):
+        left = []
+        for r in buffer:
+            key = record_key(r)
+            if done[key] > 0:
+                done[key] -= 1
+            else:
+                left.append(r)
+        stats.skipped += len(buffer) - len(left)
+        if left:
+            yield left
+
+
+def _annotate_on_ray(model: Union[str, Path], records: Iterable[Union[Record, BadRecord]], output: Path,
+                     **kwargs: Any) -> AnnotateStats:
     from .ray_backend import annotate_ray, require_ray
 
     require_ray()
     start = time.perf_counter()
-    counts = annotate_ray(model, input_path, output, **kwargs)
+    counts = annotate_ray(model, records, output, **kwargs)
+    actors = counts.get("peak_rss_mib")
     return AnnotateStats(documents=counts["documents"], entities=counts["entities"], errors=counts["errors"],
-                         words=counts["words"], seconds=time.perf_counter() - start, peak_rss_mib=_peak_rss_mib())
+                         words=counts["words"], seconds=time.perf_counter() - start,
+                         peak_rss_mib=actors if actors else peak_rss_mib(children=False),
+                         peak_rss_of=RSS_ACTORS if actors else RSS_DRIVER)
+
+
+WORKER_DIED = ("a worker process died (killed by the OS, e.g. out of memory?): nothing of its buffer was "
+               "written; continue with --resume (fewer --n-process or a lower --buffer-size use less memory)")
 
 
 class _Runner:
     """Runs buffers in this process, or in spawned workers with a bounded number in flight."""
 
-    def __init__(self, model: Union[str, Path], settings: Dict[str, Any], *, n_process: int, batch_size: int) -> None:
+    def __init__(self, model: Union[str, Path], settings: Dict[str, Any], *, n_process: int, batch_size: int,
+                 min_confidence: Optional[float] = None, all_failing_stops: bool = True) -> None:
         self.model, self.settings, self.n_process, self.batch_size = model, settings, n_process, batch_size
+        self.options = (min_confidence, all_failing_stops)
         self.nlp = prepare_pipeline(model, **settings) if n_process == 1 else None
 
     def map(self, todo: Iterable[List[Union[Record, BadRecord]]]) -> Iterator[Tuple[list, int]]:
-        """Results (annotated or bad records, in input order) and word counts, buffer by buffer, in order."""
+        """Results (annotated or bad records, in input order) and word counts, buffer by buffer, in order.
+
+        A worker process that dies (killed by the OS) is a :class:`JobFailure`, never a wait for ever.
+        """
         if self.nlp is not None:
             for buffer in todo:
-                yield _run_buffer(self.nlp, buffer, self.batch_size)
+                yield run_buffer(self.nlp, buffer, self.batch_size, *self.options)
             return
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(self.n_process, initializer=_init_worker, initargs=(str(self.model), self.settings)) as pool:
-            pending: Deque[Any] = deque()
+        pool = ProcessPoolExecutor(self.n_process, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_worker, initargs=(str(self.model), self.settings))
+        finished = False
+        try:
+            pending: Deque["Future"] = deque()
             for buffer in todo:
-                pending.append(pool.apply_async(_work, (buffer, self.batch_size)))
+                pending.append(self._submit(pool, buffer))
                 if len(pending) >= 2 * self.n_process:
-                    yield pending.popleft().get()
+                    yield self._result(pending.popleft())
             while pending:
-                yield pending.popleft().get()
+                yield self._result(pending.popleft())
+            finished = True
+        finally:
+            # A stopped job does not wait for the buffers still in flight (their results are dropped).
+            pool.shutdown(wait=finished, cancel_futures=not finished)
 
+    def _submit(self, pool: Any, buffer: List[Union[Record, BadRecord]]) -> "Future":
+        from concurrent.futures.process import BrokenProcessPool
 
-def _run_buffer(nlp: "Language", buffer: List[Union[Record, BadRecord]],
-                batch_size: int) -> Tuple[List[Union[AnnotatedRecord, BadRecord]], int]:
-    """Annotate a buffer's good records; bad ones pass through in their place."""
-    good = [r for r in buffer if isinstance(r, Record)]
-    annotated, words = annotate_records(nlp, good, batch_size=batch_size) if good else ([], 0)
-    it = iter(annotated)
-    return [r if isinstance(r, BadRecord) else next(it) for r in buffer], words
+        try:
+            return pool.submit(work, buffer, self.batch_size, *self.options)
+        except BrokenProcessPool:
+            raise JobFailure(WORKER_DIED) from None
 
+    @staticmethod
+    def _result(future: "Future") -> Tuple[list, int]:
+        from concurrent.futures.process import BrokenProcessPool
 
-_WORKER_NLP: Optional["Language"] = None
-_WORKER_ERROR: Optional[BaseException] = None
-
-
-def _init_worker(model: str, settings: Dict[str, Any]) -> None:
-    """Load the pipeline in a worker; a failure is kept and raised by the first task (in the parent's
-    ``get()``), not raised here, where ``multiprocessing.Pool`` would respawn the worker for ever."""
-    global _WORKER_NLP, _WORKER_ERROR
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        _WORKER_NLP = prepare_pipeline(model, **settings)
-    except Exception as err:  # noqa: BLE001
-        _WORKER_ERROR = err
-
-
-def _work(buffer: List[Union[Record, BadRecord]], batch_size: int):
-    if _WORKER_NLP is None:
-        raise _WORKER_ERROR or RuntimeError("the worker has no pipeline")
-    return _run_buffer(_WORKER_NLP, buffer, batch_size)
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return max(peak, children)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise JobFailure(WORKER_DIED) from None

@@ -18,7 +18,11 @@ def annotate_cli(
     output_format: str = typer.Option("jsonl", "--output-format", "-F", help="jsonl, pubtator or bioc"),
     id_field: str = typer.Option("id", "--id-field", help="JSONL key of the document id"),
     text_field: str = typer.Option("text", "--text-field", help="JSONL key of the text"),
-    resume: bool = typer.Option(False, "--resume", help="Continue a killed job: skip what OUTPUT and the error file hold"),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue a killed or stopped job: skip what OUTPUT and the error file hold"),
+    retry_errors: bool = typer.Option(False, "--retry-errors",
+                                      help="Annotate the error file's records again (read from INPUT): those that "
+                                           "work are appended to OUTPUT, the error file keeps the others"),
     errors: Optional[Path] = typer.Option(None, "--errors", help="Error file (default: OUTPUT.errors.jsonl)"),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Texts per nlp.pipe batch"),
     buffer_size: int = typer.Option(1024, "--buffer-size", help="Records read, annotated and flushed together"),
@@ -31,9 +35,12 @@ def annotate_cli(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
     gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", help="Ray: GPUs per actor"),
     shard_size: int = typer.Option(2000, "--shard-size", help="Ray: records per shard (the resume unit)"),
+    min_confidence: Optional[float] = typer.Option(
+        None, "--min-confidence", help="Drop entities scored below it (pipelines that set entity scores only)"),
 ) -> None:
     """Annotate every document of INPUT; entities with character offsets into the original text."""
     from ..annotate.job import annotate, default_errors_path
+    from ..annotate.worker import JobFailure
 
     with friendly_errors():
         try:
@@ -41,11 +48,20 @@ def annotate_cli(
                              text_field=text_field, resume=resume, errors=errors, batch_size=batch_size,
                              buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id,
                              length_buckets=length_buckets, int8=int8, max_chars=max_chars, backend=backend,
-                             address=address, gpus_per_actor=gpus_per_actor, shard_size=shard_size)
-        except (ValueError, FileExistsError, ImportError) as err:
-            fail(str(err))
+                             address=address, gpus_per_actor=gpus_per_actor, shard_size=shard_size,
+                             min_confidence=min_confidence, retry_errors=retry_errors)
+        except (ValueError, FileExistsError, ImportError, JobFailure) as err:
+            fail(" ".join(str(err).split("\n")))
+    error_file = errors or default_errors_path(output)
+    if retry_errors:
+        msg.good(f"{stats.retried:,} records of {error_file} retried: {stats.documents:,} annotated "
+                 f"({stats.entities:,} entities) and appended to {output}, {stats.errors:,} still failing"
+                 + (f"; {stats.not_found:,} no longer in INPUT" if stats.not_found else ""))
+        return
     msg.good(f"{stats.documents:,} documents annotated ({stats.entities:,} entities) in {stats.seconds:.1f}s: "
              f"{stats.docs_per_second:,.1f} docs/s, {stats.words_per_second:,.0f} words/s; peak RSS "
-             f"{stats.peak_rss_mib:,.0f} MiB" + (f"; {stats.skipped:,} already done" if stats.skipped else ""))
+             f"{stats.peak_rss_mib:,.0f} MiB ({stats.peak_rss_of})"
+             + (f"; {stats.skipped:,} already done" if stats.skipped else ""))
     if stats.errors:
-        msg.warn(f"{stats.errors:,} records could not be annotated: see {errors or default_errors_path(output)}")
+        msg.warn(f"{stats.errors:,} records could not be annotated: see {error_file} (--retry-errors annotates "
+                 "them again)")
