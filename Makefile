@@ -1,6 +1,7 @@
 # Two entry points for a fresh clone: `make demo` (the main job) and `make test`.
 # Both create .venv when missing, install torch==2.13.0 first when no torch is
-# present (a bare `torch` requirement pulls GBs of CUDA wheels), then the package.
+# present (a bare `torch` requirement pulls GBs of CUDA wheels), then the package with its test
+# and ray extras (so the Ray Tune sweep and Ray Data annotate tests run, not skip).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,11 +14,11 @@ export BIONER_ASSETS_DIR
 
 .PHONY: install demo test test-fast bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || { echo "Installing $(TORCH_PIN) (CPU build) first"; $(PY) -m pip install -q $(TORCH_PIN); }
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,ray]"
 	@touch $@
 
 install: $(STAMP)
