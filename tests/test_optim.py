@@ -193,3 +193,26 @@ def test_no_weight_decay_on_biases_and_layernorm_weights(tiny, train_file):
     for name, p in module.named_parameters():
         moved = not torch.equal(before[name], p.detach())
         assert moved == (name in decay and bool(before[name].abs().sum() > 0)), name
+
+
+def test_the_clip_is_one_global_norm_over_every_trainable_weight_of_the_transformer(tiny, train_file, monkeypatch):
+    """One clip_grad_norm_ call with every trainable parameter (as one vector), not one per tensor."""
+    nlp, examples = make(tiny, train_file)
+    optimizer = nlp.initialize(lambda: examples)
+    calls = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def record(params, max_norm, *args, **kwargs):
+        params = list(params)
+        calls.append(([id(p) for p in params], max_norm))
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
+    module = hf_model(nlp)
+    for p in module.parameters():
+        p.grad = torch.ones_like(p)
+    nlp.get_pipe("transformer").finish_update(optimizer)
+    assert len(calls) == 1
+    ids, max_norm = calls[0]
+    assert sorted(ids) == sorted(id(p) for p in module.parameters() if p.requires_grad)
+    assert max_norm == optimizer.grad_clip
