@@ -647,6 +647,29 @@ def test_min_confidence_drops_low_scores_and_needs_scores(scored, ruler, tmp_pat
     assert res.returncode == 1 and "drop --min-confidence" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_bioner_tagger_scores_reach_the_output(tiny, train_file, tmp_path):
+    from .test_tagger import make_tagger_nlp
+
+    nlp, examples = make_tagger_nlp(tiny, train_file, **{"training.max_steps": 10})
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(8):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    text = "BRCA1 mutations cause breast cancer . TP53 is a gene ."
+    doc = nlp(text)
+    assert len(doc.ents) > 0, "the tiny pipeline should have learnt some entity"
+    expected_scores = [round(s, 4) for s in doc.spans["ents"].attrs["scores"]]
+    nlp.to_disk(tmp_path / "model")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": text}])
+    annotate(tmp_path / "model", src, tmp_path / "out.jsonl", progress=False)
+    [rec] = read_jsonl(tmp_path / "out.jsonl")
+    assert [(e["start"], e["end"], e["label"]) for e in rec["entities"]] == \
+        [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+    assert [e["score"] for e in rec["entities"]] == pytest.approx(expected_scores, abs=2e-4)
+    low = min(expected_scores)
+    annotate(tmp_path / "model", src, tmp_path / "high.jsonl", min_confidence=low + 1e-3, progress=False)
+    assert len(read_jsonl(tmp_path / "high.jsonl")[0]["entities"]) == sum(s > low + 1e-3 for s in expected_scores)
+
+
 def test_scores_survive_the_ray_shards():
     from spacy_bioner.annotate.ray_backend import record_from_json, record_to_json
     from spacy_bioner.types import AnnotatedRecord, Passage

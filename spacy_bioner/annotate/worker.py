@@ -30,7 +30,8 @@ TextEntities = List[Tuple[int, int, str, Optional[float]]]
 PIPELINE_FAILED = "the pipeline failed on it"
 #: Messages of errors that are the device's or the memory's, not the record's.
 JOB_ERROR_MARKS = ("out of memory", "cuda error", "device-side assert", "cublas_status", "cudnn_status")
-#: Where the entity scores are: ``doc.spans[SCORES_GROUP].attrs["scores"]``, aligned with the group's spans.
+#: Where the entity scores are: ``doc.spans[key].attrs["scores"]``, aligned with the group's spans; the key
+#: is the ``spans_key`` of the pipeline's ``bioner_tagger`` (this one when it has none).
 SCORES_GROUP = "ents"
 
 
@@ -96,31 +97,41 @@ def prepare_pipeline(model: Union[str, "Path"], *, gpu_id: int = -1, length_buck
     return nlp
 
 
-def entity_scores(doc: "Doc") -> Optional[Dict[Tuple[int, int, str], float]]:
+def scores_key(nlp: "Language") -> str:
+    """The ``doc.spans`` key of the entity scores: the last ``bioner_tagger``'s ``spans_key``, else ``ents``."""
+    for name in reversed(nlp.pipe_names):
+        if nlp.get_pipe_meta(name).factory == "bioner_tagger":
+            return getattr(nlp.get_pipe(name), "spans_key", None) or SCORES_GROUP
+    return SCORES_GROUP
+
+
+def entity_scores(doc: "Doc", *, key: str = SCORES_GROUP) -> Optional[Dict[Tuple[int, int, str], float]]:
     """Each entity's confidence, by ``(start_char, end_char, label)``; None when the Doc has no scores.
 
-    doc (Doc): a predicted Doc; the scores are ``doc.spans["ents"].attrs["scores"]`` (``bioner_tagger``).
+    doc (Doc): a predicted Doc; the scores are ``doc.spans[key].attrs["scores"]`` (``bioner_tagger``).
+    key (str): the span group (:func:`scores_key`).
     """
-    if SCORES_GROUP not in doc.spans:
+    if key not in doc.spans:
         return None
-    group = doc.spans[SCORES_GROUP]
+    group = doc.spans[key]
     scores = group.attrs.get("scores")
     if scores is None:
         return None
     return {(span.start_char, span.end_char, span.label_): float(score) for span, score in zip(group, scores)}
 
 
-def doc_entities(doc: "Doc", *, min_confidence: Optional[float] = None) -> TextEntities:
+def doc_entities(doc: "Doc", *, min_confidence: Optional[float] = None, key: str = SCORES_GROUP) -> TextEntities:
     """The entities of a predicted Doc with their scores (None: not scored), low scores dropped.
 
     doc (Doc): a predicted Doc.
     min_confidence (Optional[float]): drop entities scored below it; a Doc with entities and no
         scores is a :class:`MissingScoresError`.
+    key (str): the span group of the scores (:func:`scores_key`).
     """
-    scores = entity_scores(doc)
+    scores = entity_scores(doc, key=key)
     if min_confidence is not None and scores is None and doc.ents:
         raise MissingScoresError("--min-confidence needs entity scores, and this pipeline sets none "
-                                 f"(doc.spans[{SCORES_GROUP!r}].attrs['scores'], as bioner_tagger does); "
+                                 f"(doc.spans[{key!r}].attrs['scores'], as bioner_tagger does); "
                                  "drop --min-confidence")
     out: TextEntities = []
     for ent in doc.ents:
@@ -143,8 +154,9 @@ def annotate_texts(nlp: "Language", texts: Sequence[str], *, batch_size: int = 6
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: List[TextEntities] = [[] for _ in texts]
     words = 0
+    key = scores_key(nlp)
     for i, doc in zip(order, nlp.pipe((texts[i] for i in order), batch_size=batch_size)):
-        out[i] = doc_entities(doc, min_confidence=min_confidence)
+        out[i] = doc_entities(doc, min_confidence=min_confidence, key=key)
         words += sum(1 for t in doc if not t.is_space)
     return out, words
 
