@@ -1,12 +1,13 @@
 # Two entry points for a fresh clone: `make demo` (the main job) and `make test`.
 # Both create .venv when missing, install torch==2.13.0 first when no torch is
-# present (a bare `torch` requirement pulls GBs of CUDA wheels), then the package with its test
-# and ray extras (so the Ray Tune sweep and Ray Data annotate tests run, not skip).
+# present (a bare `torch` requirement pulls GBs of CUDA wheels), then the package; `make test`
+# adds the ray extra (so the Ray Tune sweep and Ray Data annotate tests run, not skip).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spacy-bioner-installed
+TEST_STAMP := $(VENV)/.spacy-bioner-test-installed
 TORCH_PIN ?= torch==2.13.0
 # Offline mirror of the corpora; used by `make demo` when the folder exists.
 BIONER_ASSETS_DIR ?= ../shared/corpora
@@ -18,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || { echo "Installing $(TORCH_PIN) (CPU build) first"; $(PY) -m pip install -q $(TORCH_PIN); }
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[test,ray]"
 	@touch $@
 
@@ -26,10 +31,10 @@ install: $(STAMP)
 demo: install
 	$(PY) -m spacy project run demo . --vars.assets_mirror "$(BIONER_ASSETS_DIR)"
 
-test: install
+test: $(TEST_STAMP)
 	$(PY) -m pytest tests
 
-test-fast: install
+test-fast: $(TEST_STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
 bench: install
