@@ -118,3 +118,26 @@ def test_confidences_in_a_trained_pipeline_survive_serialisation(tiny, train_fil
     assert again.spans["ents"].attrs["scores"] == pytest.approx(group.attrs["scores"], abs=1e-4)
     restored = list(DocBin(docs=[doc], store_user_data=True).get_docs(nlp.vocab))[0]
     assert restored.spans["ents"].attrs["scores"] == group.attrs["scores"]
+
+
+@spacy.Language.factory("test_fixed_scores_tagger")
+def _make_fixed(nlp, name):
+    tagger = fixed_scores_tagger([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    tagger.vocab = nlp.vocab
+    return tagger
+
+
+def test_evaluation_and_training_inputs_keep_the_gold_sentences(tmp_path):
+    """`evaluate` and the corpus reader predict on copies of the gold Docs: with their sentence starts,
+    so the tagger decodes per sentence there too (an entity across sentences would score as 2 false positives)."""
+    from spacy_bioner.corpus.readers import create_iob_corpus
+    from spacy_bioner.evaluation.predict import predict
+
+    path = tmp_path / "two.tsv"
+    path.write_text("alpha\tB-X\n\nbeta\tB-X\n", encoding="utf8")  # two sentences, one Doc with --n-sents 2
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_fixed_scores_tagger")
+    examples = list(create_iob_corpus(path, n_sents=2)(nlp))
+    assert len(examples) == 1 and [t.is_sent_start for t in examples[0].predicted] == [True, True]
+    (predicted,) = predict(nlp, [examples[0].reference])
+    assert [(e.start, e.end) for e in predicted.ents] == [(0, 1)]  # not (0, 2) across the boundary

@@ -22,6 +22,7 @@ from ..errors import CorpusConfigError
 from ..types import CorpusReader
 from .conll import DEFAULT_UNTYPED_LABEL, corpus_files, read_docs
 from .docbin import load_docbin
+from .sentences import input_copy
 
 
 def load_corpus_docs(
@@ -74,9 +75,7 @@ def iob_examples(
     if limit:
         docs = docs[:limit]
     for doc in docs:
-        words = [t.text for t in doc]
-        spaces = [bool(t.whitespace_) for t in doc]
-        example = Example(Doc(nlp.vocab, words=words, spaces=spaces), doc)
+        example = Example(input_copy(doc, vocab=nlp.vocab), doc)
         if augmenter is None:
             yield example
         else:

@@ -10,6 +10,7 @@ from ..types import SentenceBounds
 if TYPE_CHECKING:
     from spacy.tokens import Doc, Span
     from spacy.training import Example
+    from spacy.vocab import Vocab
 
 
 def sentence_bounds(doc: "Doc") -> List[SentenceBounds]:
@@ -34,3 +35,17 @@ def n_sentences(item: Union["Doc", "Example"]) -> int:
     if not len(doc) or not doc.has_annotation("SENT_START"):
         return 1
     return sum(1 for t in doc if t.is_sent_start)
+
+
+def input_copy(doc: "Doc", *, vocab: "Vocab") -> "Doc":
+    """An unannotated copy of a gold Doc for a pipeline to predict on: its words, spaces and
+    sentence starts (so heads that respect sentences see the gold sentences), nothing else.
+
+    doc (Doc): the gold Doc.
+    vocab (Vocab): the pipeline's vocab.
+    RETURNS (Doc): the copy.
+    """
+    from spacy.tokens import Doc
+
+    starts = [bool(t.is_sent_start) for t in doc] if len(doc) and doc.has_annotation("SENT_START") else None
+    return Doc(vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc], sent_starts=starts)

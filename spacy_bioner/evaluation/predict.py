@@ -34,11 +34,11 @@ def register_components(factories: Set[str]) -> None:
 
 
 def gold_inputs(nlp: "Language", gold_docs: Iterable["Doc"]) -> Iterator["Doc"]:
-    """Unannotated copies of the gold Docs (same words and spaces), for ``nlp.pipe``."""
-    from spacy.tokens import Doc
+    """Unannotated copies of the gold Docs (same words, spaces and sentence starts), for ``nlp.pipe``."""
+    from ..corpus.sentences import input_copy
 
     for doc in gold_docs:
-        yield Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+        yield input_copy(doc, vocab=nlp.vocab)
 
 
 def predict(nlp: "Language", gold_docs: Sequence["Doc"], *, batch_size: int = 64) -> List["Doc"]:

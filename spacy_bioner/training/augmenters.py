@@ -8,20 +8,18 @@ import random
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
 from ..corpus.noise import mention_pool, mentions, noisy_doc
+from ..corpus.sentences import input_copy
 
 
 def augment_example(nlp, example: Example, kind: str, rng: random.Random, *, rate: float,
                     pool: Optional[Dict[str, List[Tuple[str, ...]]]] = None) -> Example:
     """A training Example whose reference is a noisy copy and whose predicted Doc has the same words."""
     ref = noisy_doc(example.reference, kind, rng, rate=rate, pool=pool)
-    words = [t.text for t in ref]
-    spaces = [bool(t.whitespace_) for t in ref]
-    return Example(Doc(nlp.vocab, words=words, spaces=spaces), ref)
+    return Example(input_copy(ref, vocab=nlp.vocab), ref)
 
 
 def make_augmenter(kind: str, *, level: float, rate: float, seed: int,
