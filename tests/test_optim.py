@@ -216,3 +216,19 @@ def test_the_clip_is_one_global_norm_over_every_trainable_weight_of_the_transfor
     ids, max_norm = calls[0]
     assert sorted(ids) == sorted(id(p) for p in module.parameters() if p.requires_grad)
     assert max_norm == optimizer.grad_clip
+
+
+def test_decay_selection_is_hf_trainers():
+    """The same weights as HF's Trainer decays (its helper takes name patterns only in recent transformers)."""
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    from spacy_bioner.models.optim import NO_DECAY_PATTERNS, decay_parameter_names
+
+    small = dict(num_hidden_layers=2, num_attention_heads=2)
+    for module in (BertModel(BertConfig(hidden_size=32, intermediate_size=37, **small)),
+                   GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2)),
+                   LlamaModel(LlamaConfig(hidden_size=32, intermediate_size=37, vocab_size=100, **small))):
+        ours = decay_parameter_names(module)
+        assert sorted(ours) == sorted(get_parameter_names(module, [torch.nn.LayerNorm], NO_DECAY_PATTERNS))
+        assert 0 < len(ours) < len(list(module.named_parameters()))

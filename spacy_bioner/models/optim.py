@@ -99,15 +99,22 @@ NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)",
 def decay_parameter_names(module: "torch.nn.Module") -> List[str]:
     """Names of the parameters that take weight decay: all but biases and LayerNorm/RMSNorm weights.
 
-    The same selection as Hugging Face's ``Trainer`` (its ``get_parameter_names`` helper, LayerNorm
-    modules and the name patterns of :data:`NO_DECAY_PATTERNS` excluded).
+    The selection of Hugging Face's ``Trainer.get_decay_parameter_names`` (parameters of
+    ``torch.nn.LayerNorm`` modules and names matching :data:`NO_DECAY_PATTERNS` excluded), written
+    here because ``get_parameter_names`` only takes name patterns in recent transformers.
     module (torch.nn.Module): the model.
     RETURNS (List[str]): parameter names as ``named_parameters`` gives them.
     """
-    import torch
-    from transformers.trainer_pt_utils import get_parameter_names
+    import re
 
-    return get_parameter_names(module, [torch.nn.LayerNorm], NO_DECAY_PATTERNS)
+    import torch
+
+    patterns = [re.compile(p) for p in NO_DECAY_PATTERNS]
+    in_norm = {f"{prefix}.{name}" if prefix else name
+               for prefix, sub in module.named_modules() if isinstance(sub, torch.nn.LayerNorm)
+               for name, _ in sub.named_parameters(recurse=False)}
+    return [name for name, _ in module.named_parameters()
+            if name not in in_norm and not any(p.search(name.lower()) for p in patterns)]
 
 
 def adamw_optimizer(params: List[Any], **settings: Any) -> "torch.optim.AdamW":
