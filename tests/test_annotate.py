@@ -389,7 +389,11 @@ class OutOfMemoryError(RuntimeError):
 JOB_ERRORS = {"cuda-oom": lambda: RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
               "torch-oom": lambda: OutOfMemoryError("Allocation on device"),
               "memory": lambda: MemoryError(),
-              "device-assert": lambda: RuntimeError("CUDA error: device-side assert triggered\nCompile with ...")}
+              "device-assert": lambda: RuntimeError("CUDA error: device-side assert triggered\nCompile with ..."),
+              # what torch raises when the CPU allocator fails (torch.empty(1 << 50) on Linux)
+              "cpu-oom": lambda: RuntimeError(
+                  "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 1125899906842624 bytes. Error code 12 (Cannot allocate memory)")}
 
 
 def pipeline_with(ruler, path, name, component):
@@ -508,7 +512,10 @@ def test_job_failure_reasons():
     from spacy_bioner.annotate.worker import job_failure_reason
 
     assert [job_failure_reason(make()) for make in JOB_ERRORS.values()] == [
-        "out of memory", "out of memory", "out of memory", "device error"]
+        "out of memory", "out of memory", "out of memory", "device error", "out of memory"]
+    for text in ("DefaultCPUAllocator: CAN'T ALLOCATE MEMORY", "mmap: Cannot allocate memory",
+                 "DefaultCPUAllocator: not enough memory: you tried to allocate 8 bytes"):
+        assert job_failure_reason(RuntimeError(text)) == "out of memory", text
     try:
         try:
             raise MemoryError()

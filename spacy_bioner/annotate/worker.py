@@ -8,7 +8,8 @@ the Ray actors (:mod:`.ray_backend`), so neither imports the other's module.
   becomes a :class:`~spacy_bioner.types.BadRecord` (the error file), its
   reason starting with :data:`PIPELINE_FAILED`.
 * A failure of the job is a :class:`JobFailure`: out of memory (``MemoryError``,
-  ``torch.cuda.OutOfMemoryError``, a ``RuntimeError`` saying "out of memory"),
+  ``torch.cuda.OutOfMemoryError``, a ``RuntimeError`` saying "out of memory" or,
+  as torch's CPU allocator does, "can't allocate memory": :data:`MEMORY_ERROR_MARKS`),
   a device error ("CUDA error", "device-side assert"), or every record of a
   buffer failing alone. Nothing of that buffer is written, so ``--resume``
   continues with nothing lost.
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
 TextEntities = List[Tuple[int, int, str, Optional[float]]]
 #: How the error file's reason starts for a record the pipeline failed on.
 PIPELINE_FAILED = "the pipeline failed on it"
-#: Messages of errors that are the device's or the memory's, not the record's.
-JOB_ERROR_MARKS = ("out of memory", "cuda error", "device-side assert", "cublas_status", "cudnn_status")
+#: Messages (lower case) of running out of memory: CUDA's, and torch's CPU allocator's ("DefaultCPUAllocator:
+#: can't allocate memory: ... (Cannot allocate memory)"; "not enough memory" on Windows).
+MEMORY_ERROR_MARKS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+#: Messages (lower case) of errors that are the device's or the memory's, not the record's.
+JOB_ERROR_MARKS = MEMORY_ERROR_MARKS + ("cuda error", "device-side assert", "cublas_status", "cudnn_status")
 #: Where the entity scores are: ``doc.spans[key].attrs["scores"]``, aligned with the group's spans; the key
 #: is the ``spans_key`` of the pipeline's ``bioner_tagger`` (this one when it has none).
 SCORES_GROUP = "ents"
@@ -56,7 +60,7 @@ def job_failure_reason(err: BaseException) -> Optional[str]:
         if isinstance(current, MemoryError) or type(current).__name__ == "OutOfMemoryError":
             return "out of memory"
         text = str(current).lower()
-        if isinstance(current, RuntimeError) and "out of memory" in text:
+        if isinstance(current, RuntimeError) and any(mark in text for mark in MEMORY_ERROR_MARKS):
             return "out of memory"
         if isinstance(current, RuntimeError) and any(mark in text for mark in JOB_ERROR_MARKS):
             return "device error"
