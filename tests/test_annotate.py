@@ -499,6 +499,37 @@ def test_retry_errors_annotates_the_error_files_records_again(ruler, tmp_path):
     assert again.documents == 0 and again.skipped == 7
 
 
+def test_a_job_failure_while_retrying_says_to_retry_again(ruler, tmp_path):
+    """--resume would skip every record of the error file: a retry that stops says --retry-errors."""
+    from spacy_bioner.annotate.worker import JobFailure
+
+    model = pipeline_with(ruler, tmp_path / "model", "oom_retry", _raise_on_oom("cpu-oom"))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}, {"id": "b", "text": "BRCA1 OOM"}])
+    out, errors = tmp_path / "out.jsonl", tmp_path / "out.jsonl.errors.jsonl"
+    out.write_text(json.dumps({"id": "a", "source": "in.jsonl:1", "entities": []}) + "\n")
+    errors.write_text(json.dumps({"source": "in.jsonl:2", "id": "b", "error": "the pipeline failed on it: X"}) + "\n")
+    before = errors.read_text()
+    FAIL["on"] = True
+    with pytest.raises(JobFailure) as info:
+        annotate(model, src, out, retry_errors=True, progress=False)
+    message = str(info.value)
+    assert "out of memory" in message and "rerun with --retry-errors" in message and "--resume" not in message
+    assert errors.read_text() == before and len(read_jsonl(out)) == 1  # nothing lost, nothing written
+    FAIL["on"] = False
+    stats = annotate(model, src, out, retry_errors=True, progress=False)
+    assert stats.documents == 1 and [r["id"] for r in read_jsonl(out)] == ["a", "b"] and not errors.read_text()
+
+
+def test_retry_hint_replaces_the_resume_hint_of_every_job_failure():
+    from spacy_bioner.annotate.job import WORKER_DIED
+    from spacy_bioner.annotate.worker import JobFailure, for_retry
+
+    for text in (WORKER_DIED, "out of memory while annotating ...; nothing of that buffer was written. Fix the "
+                              "cause and continue with --resume"):
+        message = str(for_retry(JobFailure(text)))
+        assert "--resume" not in message and "--retry-errors" in message, message
+
+
 def test_retry_errors_needs_an_error_file_and_the_local_backend(ruler, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
     with pytest.raises(FileNotFoundError, match="no error file to retry"):

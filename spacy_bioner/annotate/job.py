@@ -29,8 +29,9 @@ from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterato
 
 from ..types import AnnotatedRecord, BadRecord, Record
 from .formats import OUTPUT_FORMATS, Writer, error_line, read_records
-from .worker import (PIPELINE_FAILED, JobFailure, MissingScoresError, TextEntities, annotate_records,  # noqa: F401
-                     annotate_texts, init_worker, peak_rss_mib, prepare_pipeline, run_buffer, work)
+from .worker import (PIPELINE_FAILED, RESUME_HINT, JobFailure, MissingScoresError, TextEntities,  # noqa: F401
+                     annotate_records, annotate_texts, for_retry, init_worker, peak_rss_mib, prepare_pipeline,
+                     run_buffer, work)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -204,7 +205,8 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
     retry_errors (bool): annotate the error file's records again (read from INPUT): those annotated are
         appended to OUTPUT and leave the error file, the others stay in it with their new reason.
     RETURNS (AnnotateStats): counts, seconds, words/s, peak RSS. A failure of the job (not of a record)
-        is a :class:`~.worker.JobFailure`, after OUTPUT and the error file are flushed.
+        is a :class:`~.worker.JobFailure`, after OUTPUT and the error file are flushed; it says to continue
+        with ``--resume``, or with ``--retry-errors`` when retrying.
     """
     from tqdm import tqdm
 
@@ -296,6 +298,10 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
             bar.set_postfix_str(f"{stats.words_per_second:,.0f} words/s, {stats.errors} errors")
             if on_buffer is not None:
                 on_buffer(stats)
+    except JobFailure as err:
+        if retry is None:
+            raise
+        raise for_retry(err) from None  # --resume would skip the error file's records, those to retry too
     finally:
         results_by_buffer.close()  # stops the workers at once when the job stops
         if bar is not None:
@@ -341,7 +347,7 @@ def _annotate_on_ray(model: Union[str, Path], records: Iterable[Union[Record, Ba
 
 
 WORKER_DIED = ("a worker process died (killed by the OS, e.g. out of memory?): nothing of its buffer was "
-               "written; continue with --resume (fewer --n-process or a lower --buffer-size use less memory)")
+               f"written; {RESUME_HINT} (fewer --n-process or a lower --buffer-size use less memory)")
 
 
 class _Runner:

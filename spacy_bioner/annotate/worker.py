@@ -39,8 +39,23 @@ JOB_ERROR_MARKS = MEMORY_ERROR_MARKS + ("cuda error", "device-side assert", "cub
 SCORES_GROUP = "ents"
 
 
+#: How a :class:`JobFailure` says to go on, and how it says it in ``--retry-errors`` mode (where ``--resume``
+#: would skip every record the error file holds, those still to retry included).
+RESUME_HINT = "continue with --resume"
+RETRY_HINT = "rerun with --retry-errors"
+
+
 class JobFailure(RuntimeError):
     """The job (not a record) failed: stop, write nothing of the current buffer; ``--resume`` continues."""
+
+
+def for_retry(err: JobFailure) -> JobFailure:
+    """The same failure, telling to rerun with ``--retry-errors`` instead of ``--resume``.
+
+    err (JobFailure): a failure of a ``--retry-errors`` job.
+    """
+    text = str(err)
+    return JobFailure(text.replace(RESUME_HINT, RETRY_HINT) if RESUME_HINT in text else f"{text}; {RETRY_HINT}")
 
 
 class MissingScoresError(ValueError):
@@ -209,7 +224,7 @@ def annotate_records(nlp: "Language", records: List[Record], *, batch_size: int 
     if all_failing_stops and len(records) > 1 and len(failures) == len(records):
         raise JobFailure(f"every record of a buffer of {len(records)} (from {records[0].source}) failed, each alone "
                          f"({first_line(failures[0])}): the pipeline, not the records, looks broken; nothing of "
-                         "that buffer was written. Fix the cause and continue with --resume (with --buffer-size 1 "
+                         f"that buffer was written. Fix the cause and {RESUME_HINT} (with --buffer-size 1 "
                          "each failing record goes to the error file instead)")
     return results, words
 
@@ -221,8 +236,8 @@ def _stop_if_job_failure(err: BaseException, records: List[Record]) -> None:
     hint = (" (lower --batch-size or --buffer-size; a lower --max-chars sends the longest records to the error "
             "file)" if reason == "out of memory" else "")
     raise JobFailure(f"{reason} while annotating {len(records)} record(s) from {records[0].source} "
-                     f"({first_line(err)}); nothing of that buffer was written. Fix the cause{hint} and continue "
-                     "with --resume") from None
+                     f"({first_line(err)}); nothing of that buffer was written. Fix the cause{hint} and "
+                     f"{RESUME_HINT}") from None
 
 
 def _annotate(nlp: "Language", records: List[Record], *, batch_size: int,
