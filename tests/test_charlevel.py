@@ -190,3 +190,64 @@ def test_char_strict_and_relaxed_equal_token_level_on_iob_documents(tmp_path, se
         assert char["overall"][scheme] == pytest.approx(token["relaxed"][scheme])
     for label, v in token["seqeval"]["per_type"].items():
         assert char["per_type"][label]["strict"]["f"] == pytest.approx(v["f1"])
+
+
+def jsonl_of(pubtator_text):
+    """The predictions of a PubTator string as annotate's JSONL (offsets only)."""
+    import json
+
+    return "".join(json.dumps({"id": doc_id, "entities": [{"start": s, "end": e, "label": t} for s, e, t in spans]}) + "\n"
+                   for doc_id, spans in pubtator_spans(pubtator_text))
+
+
+def test_score_cli_scores_standoff_at_character_level_formats_may_differ(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    (tmp_path / "gold.pubtator").write_text(GOLD_PUBTATOR, encoding="utf8")
+    (tmp_path / "pred.pubtator").write_text(PRED_PUBTATOR, encoding="utf8")
+    (tmp_path / "pred.jsonl").write_text(jsonl_of(PRED_PUBTATOR), encoding="utf8")
+    runner = CliRunner()
+    results = {}
+    for pred in ("pred.pubtator", "pred.jsonl"):
+        out = tmp_path / pred
+        result = runner.invoke(app, ["score", str(tmp_path / "gold.pubtator"), str(tmp_path / pred), "--labels", "Disease",
+                                     "-o", f"{out}.json", "-r", f"{out}.md", "--bootstrap", "20"])
+        assert result.exit_code == 0, result.output
+        results[pred] = json.loads(open(f"{out}.json").read())
+        assert "| bc5cdr | 2 | 3 | 1 |" in open(f"{out}.md").read()
+    for m in results.values():
+        m.pop("dropped")
+    assert results["pred.pubtator"] == results["pred.jsonl"]
+    mapped = tmp_path / "map.json"
+    mapped.write_text('{"Chemical": "Drug", "Disease": null}', encoding="utf8")
+    result = runner.invoke(app, ["score", str(tmp_path / "gold.pubtator"), str(tmp_path / "pred.jsonl"),
+                                 "--label-map", str(mapped), "-o", str(tmp_path / "m.json"), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((tmp_path / "m.json").read_text())["per_type"]) == ["Drug"]
+
+
+def test_score_cli_standoff_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    (tmp_path / "gold.pubtator").write_text(GOLD_PUBTATOR, encoding="utf8")
+    (tmp_path / "pred.tsv").write_text("Aspirin\tB-Chemical\n\n", encoding="utf8")
+    (tmp_path / "bad.pubtator").write_text(GOLD_PUBTATOR.replace("\tSelegiline\t", "\tSelegilin\t"), encoding="utf8")
+    runner = CliRunner()
+    cases = {
+        ("gold.pubtator", "pred.tsv"): "pred.tsv: not a standoff file",
+        ("bad.pubtator", "gold.pubtator"): "bad.pubtator:3",
+        ("gold.pubtator", "missing.pubtator"): "missing.pubtator: no such file or folder",
+    }
+    for (gold, pred), expected in cases.items():
+        result = runner.invoke(app, ["score", str(tmp_path / gold), str(tmp_path / pred)])
+        assert result.exit_code == 1 and expected in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["score", str(tmp_path / "gold.pubtator"), str(tmp_path / "gold.pubtator"),
+                                 "--gold-format", "conll"])
+    assert result.exit_code == 1 and "format 'conll'" in result.output

@@ -36,15 +36,33 @@ def print_headline(metrics: Dict[str, Any]) -> None:
 
 @app.command("score")
 def score_cli(
-    gold_path: Path = typer.Argument(..., help="Gold: IOB/CoNLL file, folder or .spacy"),
-    pred_path: Path = typer.Argument(..., help="Predictions over the same tokens: IOB/CoNLL file or .spacy"),
+    gold_path: Path = typer.Argument(..., help="Gold: IOB/CoNLL file, folder or .spacy; or standoff "
+                                     "(PubTator, BioC, brat, annotate's JSONL)"),
+    pred_path: Path = typer.Argument(..., help="Predictions: over the same tokens (IOB/CoNLL, .spacy), or "
+                                     "standoff over the same texts"),
     output: Optional[Path] = OUTPUT,
     report: Optional[Path] = REPORT,
     plots: Optional[Path] = PLOTS,
     n_bootstrap: int = BOOTSTRAP,
     seed: int = SEED,
+    gold_format: Optional[str] = typer.Option(None, "--gold-format", help="Standoff format of GOLD: "
+                                              "pubtator, bioc, brat or jsonl (default: from the suffix)"),
+    pred_format: Optional[str] = typer.Option(None, "--pred-format", help="Standoff format of PRED (as --gold-format)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Standoff: score only these types, e.g. Disease,Chemical"),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Standoff: JSON/YAML file mapping gold and "
+                                             "predicted types (type → type, or null to drop)"),
 ) -> None:
-    """Score predictions against gold without a model (any system's output)."""
+    """Score predictions against gold without a model (any system's output).
+
+    Standoff input (either side PubTator, BioC, brat or annotate's JSONL; the formats may
+    differ, a .spacy side is read as its Docs' text and entities) is scored at character
+    offsets: strict, exact/partial/type, HunFlair2's lenient (±1 character) and the official
+    BioCreative V CDR mention counts, per type, with bootstrap intervals over documents.
+    """
+    if any(x is not None for x in (gold_format, pred_format, labels, label_map)) or _standoff_input(gold_path, pred_path):
+        return _score_standoff(gold_path, pred_path, output=output, report=report, plots=plots,
+                               n_bootstrap=n_bootstrap, seed=seed, gold_format=gold_format,
+                               pred_format=pred_format, labels=labels, label_map=label_map)
     from spacy.vocab import Vocab
 
     from ..corpus.readers import load_corpus_docs
@@ -64,6 +82,52 @@ def score_cli(
         write_outputs(metrics, pairs, output=output, report=report, plots=plots, title=f"{pred_path} vs {gold_path}")
         print_headline(metrics)
         msg.good(f"Scored {metrics['n_tokens']} tokens in {time.perf_counter() - start:.1f}s")
+
+
+def _standoff_input(*paths: Path) -> bool:
+    from ..evaluation.charlevel import is_standoff
+
+    return any(is_standoff(p) for p in paths)
+
+
+def _score_standoff(gold_path: Path, pred_path: Path, *, output: Optional[Path], report: Optional[Path],
+                    plots: Optional[Path], n_bootstrap: int, seed: int, gold_format: Optional[str],
+                    pred_format: Optional[str], labels: Optional[str], label_map: Optional[Path]) -> None:
+    """``score`` at character level (standoff gold and/or predictions)."""
+    from ..evaluation.charlevel import CHAR_SCHEMES, is_standoff, load_label_map, read_mentions, score_mentions
+    from ..evaluation.charlevel import write_char_outputs
+
+    with friendly_errors():
+        for path, fmt in ((gold_path, gold_format), (pred_path, pred_format)):
+            if not path.exists():
+                fail(f"{path}: no such file or folder")
+            if path.suffix != ".spacy" and not is_standoff(path, fmt):
+                fail(f"{path}: not a standoff file (PubTator, BioC, brat, JSONL) or .spacy DocBin; character-level "
+                     "scoring needs both sides at document offsets (--gold-format/--pred-format name the format)")
+        start = time.perf_counter()
+        keep = {t.strip() for t in labels.split(",") if t.strip()} if labels else None
+        try:
+            mapping = load_label_map(label_map) if label_map is not None else None
+            gold = read_mentions(gold_path, fmt=gold_format, labels=keep, label_map=mapping)
+            pred = read_mentions(pred_path, fmt=pred_format, labels=keep, label_map=mapping)
+        except ValueError as err:
+            fail(" ".join(str(err).split()))
+        if not gold.docs:
+            fail(f"{gold_path}: no documents to score")
+        metrics = score_mentions(gold, pred, n_bootstrap=n_bootstrap, seed=seed)
+        if plots is not None:
+            msg.warn("--plots: not drawn for character-level scores (see the report)")
+        write_char_outputs(metrics, output=output, report=report, title=f"{pred_path} vs {gold_path}")
+        o = metrics["overall"]
+        msg.table([(name, *(f"{100 * o[name][k]:.2f}" for k in "prf")) for name in CHAR_SCHEMES],
+                  header=("character level", "P", "R", "F"), aligns=("l", "r", "r", "r"))
+        b = metrics["bootstrap"]
+        if b.get("n_samples"):
+            msg.info(f"strict F1 95% CI: {100 * b['low']:.2f}–{100 * b['high']:.2f} ({b['n_samples']} resamples of documents)")
+        unknown = metrics["pred_documents_not_in_gold"]
+        if unknown["count"]:
+            msg.warn(f"{unknown['count']} predicted documents are not in gold and were not scored")
+        msg.good(f"Scored {metrics['n_documents']} documents at character offsets in {time.perf_counter() - start:.1f}s")
 
 
 @app.command("evaluate")

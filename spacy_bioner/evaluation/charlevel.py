@@ -106,6 +106,44 @@ def document_spans(documents: Iterable[Any]) -> Iterator[Tuple[str, List[CharSpa
         yield str(doc.id), [(m.start, m.end, m.type) for m in doc.mentions]
 
 
+def is_standoff(path: Union[str, Path], fmt: Optional[str] = None) -> bool:
+    """The path holds standoff documents (PubTator, BioC, brat, annotate's JSONL): scored at character level."""
+    from ..corpus.standoff import detect_format
+
+    return fmt is not None or Path(path).exists() and detect_format(Path(path)) is not None
+
+
+def read_mentions(
+    path: Union[str, Path],
+    *,
+    fmt: Optional[str] = None,
+    labels: Optional[Collection] = None,
+    label_map: Optional[Mapping[str, Optional[str]]] = None,
+) -> MentionSet:
+    """The mentions of every document of a standoff file or folder, or of a ``.spacy`` DocBin
+    (its Docs' text and ``doc.ents``, ids from ``user_data``, as ``convert`` writes them).
+
+    path (Union[str, Path]): the file or folder.
+    fmt (Optional[str]): pubtator, bioc, brat or jsonl; None: from the suffixes.
+    labels (Optional[Collection]): keep only these types (after mapping).
+    label_map (Optional[Mapping[str, Optional[str]]]): type → type, or None to drop.
+    RETURNS (MentionSet): mentions per document id. A mention's ``start``/``end`` span all
+        its fragments when it is discontinuous; composite mentions count once.
+    """
+    path = Path(path)
+    if path.suffix == ".spacy" and fmt is None:
+        from ..corpus.align import doc_to_standoff
+        from ..corpus.docbin import load_docbin
+
+        documents: Iterable[Any] = (doc_to_standoff(doc, default_id=f"{path.name}#{i}")
+                                    for i, doc in enumerate(load_docbin(path)))
+    else:
+        from ..corpus.standoff import read_documents
+
+        documents = read_documents(path, fmt)
+    return collect_mentions(document_spans(documents), labels=labels, label_map=label_map)
+
+
 def pair_documents(gold: MentionSet, pred: MentionSet) -> Tuple[List[DocumentPair], List[str]]:
     """Pair gold and predicted documents by id, in gold's order.
 
