@@ -8,8 +8,8 @@ a token of its own: ``Selegiline-induced`` → ``Selegiline - induced``,
 spaCy's English tokenizer keeps ``IL-2``, ``0.05``, ``E.`` or ``e.g.`` whole and cuts
 ``50mg`` in two, so a pipeline trained on the corpora would meet tokens at
 prediction time it never saw in training. The biomedical tokenizer is spaCy's
-tokenizer with the language's URL rule (a URL stays one token) and its special
-cases that keep a word whole, and one affix rule in place of the language's
+tokenizer with the language's special cases that keep a word whole, no URL rule,
+and one affix rule in place of the language's
 prefixes, suffixes and infixes: any single punctuation or symbol character is a
 token (as scispaCy's tokenizer adds infixes for ``-``, ``+``, ``:`` … between
 letters and digits, but for every such character, as the corpora split them).
@@ -54,8 +54,9 @@ def bio_exceptions(exceptions: Dict[str, list]) -> Dict[str, list]:
 
 
 def create_bio_tokenizer(nlp: Language) -> Tokenizer:
-    """The biomedical tokenizer for a pipeline's vocab: its language's exceptions (filtered) and URL
-    rule (a URL stays one token), and one token per punctuation character.
+    """The biomedical tokenizer for a pipeline's vocab: its language's exceptions (filtered) and one token
+    per punctuation character. No URL rule: spaCy's keeps ``E.coli``, ``B.cereus`` or ``6.3.1.2`` whole
+    (they look like host names), and the corpora split URLs like any other text.
 
     nlp (Language): the pipeline.
     RETURNS (Tokenizer): the tokenizer.
@@ -67,7 +68,7 @@ def create_bio_tokenizer(nlp: Language) -> Tokenizer:
         suffix_search=compile_suffix_regex(bio_affixes()).search,
         infix_finditer=compile_infix_regex(bio_affixes()).finditer,
         token_match=None,
-        url_match=nlp.Defaults.url_match,
+        url_match=None,
     )
 
 
