@@ -32,7 +32,7 @@ demo: install
 	$(PY) -m spacy project run demo . --vars.assets_mirror "$(BIONER_ASSETS_DIR)"
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest tests -m "not slow"
