@@ -116,3 +116,24 @@ def test_set_sentence_starts_on_a_doc(bio):
     doc = set_sentence_starts(bio.make_doc("First one.  Second one. third"), mentions=[])
     assert [s.text for s in doc.sents] == ["First one.  ", "Second one. third"]
     assert sentence_starts(bio.make_doc("")) == []
+
+
+@pytest.mark.parametrize("name", ["transformer.cfg", "tok2vec.cfg"])
+def test_shipped_configs_use_the_biomedical_tokenizer(name):
+    """Train as you predict: every shipped config's pipeline splits raw text as the corpora are split."""
+    from spacy.util import load_config
+
+    config = load_config(PROJECT / "spacy_bioner" / "configs" / name)
+    assert config["nlp"]["tokenizer"] == {"@tokenizers": "spacy_bioner.BioTokenizer.v1"}
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": config["nlp"]["tokenizer"]}})
+    assert words(nlp, TEXT) == TOKENS
+
+
+def test_every_shipped_config_sets_a_tokenizer():
+    """Backbone, head and adversarial files are merged into transformer.cfg and must not undo its tokenizer."""
+    for path in sorted((PROJECT / "spacy_bioner" / "configs").rglob("*.cfg")):
+        text = path.read_text(encoding="utf8")
+        if path.parent.name == "configs":
+            assert "spacy_bioner.BioTokenizer.v1" in text, path
+        else:
+            assert "@tokenizers" not in text, path
