@@ -530,6 +530,74 @@ def test_retry_hint_replaces_the_resume_hint_of_every_job_failure():
         assert "--resume" not in message and "--retry-errors" in message, message
 
 
+class Killed(BaseException):
+    """A kill -9 at a chosen place (BaseException: nothing on the way catches it)."""
+
+
+def _flaky_run(ruler, tmp_path, suffix="jsonl"):
+    """OUTPUT d0 d2 d3 d5; the error file d1, a line of invalid JSON, d4 (the flaky component is off after)."""
+    model = pipeline_with(ruler, tmp_path / "model", "flaky", _flaky)
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": f"d{i}", "text": f"BRCA1 {'FLAKY' if i in (1, 4) else ''}"}) for i in range(6)]
+    src.write_text("\n".join(lines[:3] + ["{not json"] + lines[3:]) + "\n")
+    out = tmp_path / f"out.{suffix}"
+    FAIL["on"] = True
+    annotate(model, src, out, buffer_size=3, progress=False, output_format={"xml": "bioc"}.get(suffix, suffix))
+    FAIL["on"] = False
+    return model, src, out, tmp_path / f"out.{suffix}.errors.jsonl"
+
+
+@pytest.mark.parametrize("suffix,then", [("jsonl", "retry"), ("jsonl", "resume"), ("pubtator", "retry"),
+                                         ("xml", "retry")])
+def test_retry_errors_killed_between_output_and_error_file_no_duplicate(ruler, tmp_path, monkeypatch, suffix,
+                                                                        then):
+    """Killed after a buffer's records reach OUTPUT and before the error file lets them go: the next start
+    settles them (nothing annotated or appended twice) and retries the rest (nothing lost)."""
+    from spacy_bioner.annotate import job
+
+    model, src, out, errors = _flaky_run(ruler, tmp_path, suffix)
+    fmt = {"xml": "bioc"}.get(suffix, suffix)
+    save, calls = job.ErrorFileRetry.save, []
+
+    def killed_on_the_second_save(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed  # the second buffer (d4) is in OUTPUT, fsynced; the error file still holds it
+        save(self)
+
+    monkeypatch.setattr(job.ErrorFileRetry, "save", killed_on_the_second_save)
+    with pytest.raises(Killed):
+        annotate(model, src, out, retry_errors=True, buffer_size=2, progress=False, output_format=fmt)
+    monkeypatch.setattr(job.ErrorFileRetry, "save", save)
+    assert [r.id for r in read_records(out)] == ["d0", "d2", "d3", "d5", "d1", "d4"]
+    assert [e["id"] for e in read_jsonl(errors)] == [None, "d4"]  # d4 in both
+    if then == "resume":  # a --resume first: it settles d4 too, before it appends to the error file
+        stats = annotate(model, src, out, resume=True, progress=False, output_format=fmt)
+        assert stats.documents == 0 and stats.settled == 1
+    stats = annotate(model, src, out, retry_errors=True, progress=False, output_format=fmt)
+    assert stats.documents == 0 and stats.retried == 1 and stats.errors == 1  # only the invalid JSON is left
+    assert stats.settled == (1 if then == "retry" else 0)
+    assert [r.id for r in read_records(out)] == ["d0", "d2", "d3", "d5", "d1", "d4"]
+    assert [e["error"].split(":")[0] for e in read_jsonl(errors)] == ["invalid JSON"]
+
+
+def test_retry_errors_killed_after_the_error_file_is_saved(ruler, tmp_path, monkeypatch):
+    """Killed after the error file is rewritten, before the retry's note is removed: nothing to settle twice."""
+    from spacy_bioner.annotate import job
+
+    model, src, out, errors = _flaky_run(ruler, tmp_path)
+    monkeypatch.setattr(job, "end_retry_journal", lambda path: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        annotate(model, src, out, retry_errors=True, buffer_size=10, progress=False)
+    monkeypatch.undo()
+    assert [e["error"].split(":")[0] for e in read_jsonl(errors)] == ["invalid JSON"]
+    stats = annotate(model, src, out, retry_errors=True, progress=False)
+    assert stats.retried == 1 and stats.documents == 0
+    assert [r["id"] for r in read_jsonl(out)] == ["d0", "d2", "d3", "d5", "d1", "d4"]
+    assert [e["error"].split(":")[0] for e in read_jsonl(errors)] == ["invalid JSON"]
+    assert not job.retry_journal_path(errors).exists()
+
+
 def test_retry_errors_needs_an_error_file_and_the_local_backend(ruler, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "BRCA1"}])
     with pytest.raises(FileNotFoundError, match="no error file to retry"):

@@ -9,6 +9,11 @@
   ``resume`` the ids they already hold are skipped (a record cut off by a kill
   is removed from OUTPUT first), so a killed job continues with no duplicate
   and no gap.
+* **Retrying** (``retry_errors``) writes a buffer's records to OUTPUT before
+  the error file lets them go; a note beside the error file
+  (:func:`retry_journal_path`) says which, so records that reached OUTPUT
+  before a kill leave the error file at the next start (:func:`settle_interrupted_retry`)
+  instead of being annotated and written twice.
 * **Bad records** (unreadable, empty, too long, or one the pipeline fails on
   alone) go to the error file with their source ``file:line``, id and reason;
   ``retry_errors`` annotates the error file's records again.
@@ -18,6 +23,7 @@
 * ``n_process > 1`` (CPU): spawned worker processes, one torch thread each, each
   with its own copy of the pipeline; a bounded number of buffers in flight.
 """
+import hashlib
 import json
 import os
 import time
@@ -49,6 +55,8 @@ class AnnotateStats:
 
     retried (int): with ``retry_errors``, the error file's records found in INPUT and annotated again
         (``documents`` of them succeeded, ``errors`` still fail); ``not_found``: those INPUT no longer has.
+    settled (int): records an interrupted ``retry_errors`` run had written to OUTPUT, removed from the
+        error file at this start.
     peak_rss_of (str): whose peak RSS ``peak_rss_mib`` is.
     """
 
@@ -60,6 +68,7 @@ class AnnotateStats:
     skipped: int = 0
     retried: int = 0
     not_found: int = 0
+    settled: int = 0
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
     peak_rss_of: str = RSS_LOCAL
@@ -166,12 +175,80 @@ class ErrorFileRetry:
         place = self.places[(result.source, result.id)].popleft()
         self.lines[place] = error_line(result) if isinstance(result, BadRecord) else None
 
+    def digest(self) -> str:
+        """What the error file holds now (see :func:`settle_interrupted_retry`)."""
+        return _digest(self.path)
+
     def save(self) -> None:
         """Rewrite the error file (atomically: a temporary file, then rename)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf8") as f:
             f.writelines(line for line in self.lines if line is not None)
         os.replace(tmp, self.path)
+
+
+def retry_journal_path(errors: Path) -> Path:
+    """The note a ``retry_errors`` run keeps beside the error file while a buffer is written."""
+    return errors.with_name(errors.name + ".retrying")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+def begin_retry_journal(path: Path, *, output_records: int, records: List[Tuple[str, str]], errors_sha256: str) -> None:
+    """Note, durably, that ``records`` are about to be appended to OUTPUT after its first ``output_records``
+    records, while the error file (``errors_sha256``) still holds them."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf8") as f:
+        json.dump({"output_records": output_records, "records": records, "errors_sha256": errors_sha256}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def end_retry_journal(path: Path) -> None:
+    """The error file has let the buffer's records go: the note is done with."""
+    path.unlink(missing_ok=True)
+
+
+def settle_interrupted_retry(errors: Path, done: List[str]) -> int:
+    """Finish a ``retry_errors`` buffer a kill cut off between OUTPUT and the error file.
+
+    The note (:func:`retry_journal_path`) is written before the buffer's records go to OUTPUT and removed
+    after the error file lets them go. If it is there and the error file is as it was when it was written,
+    the records OUTPUT holds after the noted count are that buffer's first ones: they leave the error file
+    (annotated, not to be annotated again); the buffer's others stay in it (retried again). If the error
+    file changed, it was saved after the buffer: there is nothing left to do.
+
+    errors (Path): the error file.
+    done (List[str]): ids of the complete records in OUTPUT, in order (:attr:`Writer.done`).
+    RETURNS (int): how many records left the error file. ValueError when OUTPUT does not end as noted.
+    """
+    journal = retry_journal_path(errors)
+    if not journal.exists():
+        return 0
+    try:
+        note = json.loads(journal.read_text(encoding="utf8"))
+        before, records, digest = note["output_records"], note["records"], note["errors_sha256"]
+    except (ValueError, KeyError, TypeError):
+        end_retry_journal(journal)  # written atomically: never half a note; not ours, and nothing to settle
+        return 0
+    if _digest(errors) != digest:
+        end_retry_journal(journal)
+        return 0
+    written = done[before:]
+    if len(done) < before or len(written) > len(records) or written != [r[1] for r in records[:len(written)]]:
+        raise ValueError(f"{journal}: OUTPUT does not end as the interrupted --retry-errors run left it "
+                         f"({len(done)} records, {before} before its last buffer of {len(records)}); check OUTPUT "
+                         "and the error file, then delete this file")
+    if written:
+        retry = ErrorFileRetry(errors)
+        for source, doc_id in records[:len(written)]:
+            retry.settle(AnnotatedRecord(id=doc_id, source=source, passages=[], entities=[]))
+        retry.save()
+    end_retry_journal(journal)
+    return len(written)
 
 
 def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Optional[str] = None,
@@ -234,7 +311,9 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
 
     records: Iterable[Union[Record, BadRecord]] = read_records(
         input_path, fmt=fmt, id_field=id_field, text_field=text_field, max_chars=max_chars,
-        exclude=(output, errors, shard_folder(output)))
+        exclude=(output, errors, shard_folder(output), retry_journal_path(errors),
+                 retry_journal_path(errors).with_name(retry_journal_path(errors).name + ".tmp"),
+                 errors.with_name(errors.name + ".tmp")))
     if output_format == "pubtator":
         records = writable_ids(records)
     settings = dict(gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, max_chars=max_chars)
@@ -242,6 +321,7 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
         for path in (output, errors):
             if path.exists() and path.stat().st_size:
                 raise FileExistsError(f"{path} exists: pass --resume to continue the job, or choose a new OUTPUT")
+        end_retry_journal(retry_journal_path(errors))  # a stale note of files since deleted
     if backend == "ray":
         if gpus_per_actor:
             settings["gpu_id"] = 0  # Ray gives each actor its own GPU(s), visible as device 0
@@ -253,7 +333,11 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
                      all_failing_stops=not retry_errors)
     writer = Writer(output, output_format, resume=resume or retry_errors)
     stats = AnnotateStats(peak_rss_of=RSS_LOCAL if n_process == 1 else RSS_WORKERS)
+    if resume or retry_errors:  # before the error file is read (or appended to)
+        stats.settled = settle_interrupted_retry(errors, writer.done)
     retry = ErrorFileRetry(errors) if retry_errors else None
+    journal = retry_journal_path(errors)
+    written = len(writer.done)  # records in OUTPUT
     if retry is not None:
         todo = buffers(retry.select(records), buffer_size)
     else:
@@ -271,6 +355,11 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
         bar = tqdm(desc="retrying" if retry else "annotating", unit="doc", disable=not progress or None,
                    dynamic_ncols=True)
         for results, words in results_by_buffer:
+            annotated = [(r.source, r.id) for r in results if not isinstance(r, BadRecord)]
+            if retry is not None and annotated:  # before OUTPUT gets them, while the error file holds them
+                begin_retry_journal(journal, output_records=written, records=annotated,
+                                    errors_sha256=retry.digest())
+            written += len(annotated)
             for result in results:
                 if isinstance(result, BadRecord):
                     if err_file is not None:
@@ -292,6 +381,8 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
                 for result in results:
                     retry.settle(result)
                 retry.save()
+                if annotated:
+                    end_retry_journal(journal)
                 stats.retried += len(results)
             stats.seconds = time.perf_counter() - start
             bar.update(len(results))

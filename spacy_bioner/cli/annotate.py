@@ -56,7 +56,9 @@ def annotate_cli(
     if retry_errors:
         msg.good(f"{stats.retried:,} records of {error_file} retried: {stats.documents:,} annotated "
                  f"({stats.entities:,} entities) and appended to {output}, {stats.errors:,} still failing"
-                 + (f"; {stats.not_found:,} no longer in INPUT" if stats.not_found else ""))
+                 + (f"; {stats.not_found:,} no longer in INPUT" if stats.not_found else "")
+                 + (f"; {stats.settled:,} were already in {output} (a retry stopped before it could note them)"
+                    if stats.settled else ""))
         return
     msg.good(f"{stats.documents:,} documents annotated ({stats.entities:,} entities) in {stats.seconds:.1f}s: "
              f"{stats.docs_per_second:,.1f} docs/s, {stats.words_per_second:,.0f} words/s; peak RSS "
