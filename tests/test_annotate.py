@@ -692,6 +692,19 @@ def test_pubtator_output_refuses_ids_it_cannot_hold(ruler, tmp_path):
     assert [r.id for r in read_records(tmp_path / "out.pubtator")] == ["c"]
 
 
+def test_pubtator_output_refuses_an_empty_id(ruler, tmp_path):
+    """``|t|text`` has no id: resume could not see it as done and would write it again."""
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "", "text": "BRCA1"}, {"id": "c", "text": "BRCA1"}])
+    out = tmp_path / "out.pubtator"
+    stats = annotate(ruler, src, out, output_format="pubtator", progress=False)
+    assert stats.documents == 1 and stats.errors == 1
+    [err] = read_jsonl(tmp_path / "out.pubtator.errors.jsonl")
+    assert err["id"] == "" and "empty" in err["error"] and "PubTator output cannot hold" in err["error"]
+    before = out.read_text()
+    again = annotate(ruler, src, out, output_format="pubtator", resume=True, progress=False)
+    assert again.documents == 0 and again.skipped == 2 and out.read_text() == before
+
+
 # ---------------------------------------------------------------- entity confidence
 SCORES = {"BRCA1": 0.912345678, "cancer": 0.3}
 

@@ -132,11 +132,13 @@ PUBTATOR_ID_CHARS = "|\t\n\r"
 
 
 def writable_ids(records: Iterable[Union[Record, BadRecord]]) -> Iterator[Union[Record, BadRecord]]:
-    """Records whose id PubTator can hold; the others become bad records (``id|t|`` is how PubTator reads)."""
+    """Records whose id PubTator can hold; the others become bad records (``id|t|`` is how PubTator reads:
+    an id of one character at least, without ``|``, tab or newline; else resume could not find it)."""
     for record in records:
-        if isinstance(record, Record) and any(c in record.id for c in PUBTATOR_ID_CHARS):
+        if isinstance(record, Record) and (not record.id or any(c in record.id for c in PUBTATOR_ID_CHARS)):
+            what = "is empty" if not record.id else "holds a '|', a tab or a newline"
             yield BadRecord(source=record.source, id=record.id,
-                            error="its id holds a '|', a tab or a newline, which PubTator output cannot hold "
+                            error=f"its id {what}, which PubTator output cannot hold "
                                   "(choose another --output-format or --id-field)")
         else:
             yield record
