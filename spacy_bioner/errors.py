@@ -51,6 +51,10 @@ class CorpusConfigError(ValueError):
     """The config's corpus is not usable: no path set, or no examples in it."""
 
 
+class PackagingError(RuntimeError):
+    """Building a wheel failed (``spacy package``, ``pip wheel``) or wrote no wheel; says why in one line."""
+
+
 def config_problem(err: Exception) -> str:
     """One line saying what is wrong in a config (confection's errors span many lines).
 

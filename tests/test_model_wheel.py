@@ -131,3 +131,52 @@ def test_demo_wheel_installs_in_a_fresh_venv_from_its_dist_folder(tmp_path, tiny
     assert "Gene" in ents or "Disease" in ents
     print(f"trained {trained - began:.0f} s, packaged {packaged - trained:.0f} s, "
           f"installed and tagged {time.perf_counter() - packaged:.0f} s")
+
+
+def _fake_builds(monkeypatch, *, spacy_wheel=True, pip_rc=0, pip_wheel=False):
+    """subprocess.run as `spacy package` and `pip wheel` would answer (check=True honoured, as the real one)."""
+    real = subprocess.run
+
+    def run(args, *a, check=False, **kw):
+        if args[1:4] == ["-m", "spacy", "package"]:
+            out, name, version = args[5], args[args.index("--name") + 1], args[args.index("--version") + 1]
+            dist = os.path.join(out, f"en_{name}-{version}", "dist")
+            os.makedirs(dist, exist_ok=True)
+            if spacy_wheel:
+                open(os.path.join(dist, f"en_{name}-{version}-py3-none-any.whl"), "wb").close()
+            proc = subprocess.CompletedProcess(args, 0, "", "")
+        elif args[1:4] == ["-m", "pip", "wheel"]:
+            if pip_wheel:
+                dest = args[args.index("-w") + 1]
+                open(os.path.join(dest, "spacy_bioner-0.2.0-py3-none-any.whl"), "wb").close()
+            err = "" if pip_rc == 0 else ("Processing /src\n  error: subprocess-exited-with-error\n"
+                                          "ERROR: Failed to build installable wheels for some pyproject.toml "
+                                          "based projects (spacy-bioner)\n")
+            proc = subprocess.CompletedProcess(args, pip_rc, "", err)
+        else:
+            return real(args, *a, check=check, **kw)
+        if check and proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, args, proc.stdout, proc.stderr)
+        return proc
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+
+@pytest.mark.parametrize("case,expected", [
+    (dict(pip_rc=1), "Failed to build installable wheels"),
+    (dict(pip_rc=0, pip_wheel=False), "pip wheel (spacy-bioner's own wheel) wrote no wheel spacy_bioner-*.whl"),
+    (dict(spacy_wheel=False, pip_wheel=True), "spacy package wrote no wheel en_bioner_x-0.1.0-*.whl"),
+])
+def test_package_a_failing_build_is_one_line_and_exit_1(tmp_path, monkeypatch, case, expected):
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    spacy.blank("en").to_disk(tmp_path / "model")
+    _fake_builds(monkeypatch, **case)
+    result = CliRunner().invoke(app, ["package", str(tmp_path / "model"), str(tmp_path / "packages"),
+                                      "--name", "bioner_x"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    output = result.output.strip()
+    assert expected in output and "Traceback" not in output and len(output.splitlines()) == 1, output

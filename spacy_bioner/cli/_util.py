@@ -5,7 +5,7 @@ from typing import Any, Dict, Iterator, List
 import typer
 
 from ..errors import (BackboneNotFoundError, ConfigNotFoundError, ConfigValueError, CorpusConfigError,
-                      CorpusFormatError, GPUUnavailableError, ModelLoadError, config_problem)
+                      CorpusFormatError, GPUUnavailableError, ModelLoadError, PackagingError, config_problem)
 
 #: The ``spacy-bioner`` command; each command module registers its commands on it.
 app = typer.Typer(
@@ -18,7 +18,7 @@ app = typer.Typer(
 
 #: Errors that mean "bad input": shown as one line, exit code 1.
 INPUT_ERRORS = (CorpusFormatError, CorpusConfigError, BackboneNotFoundError, ConfigNotFoundError,
-                FileNotFoundError, GPUUnavailableError, ModelLoadError, ConfigValueError)
+                FileNotFoundError, GPUUnavailableError, ModelLoadError, ConfigValueError, PackagingError)
 #: Let a command take ``--section.key value`` options it does not declare.
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .. import __version__
-from ..errors import ConfigValueError, ModelLoadError
+from ..errors import ConfigValueError, ModelLoadError, PackagingError
 
 #: Licences of the shipped corpora, as stated by their sources (../shared/corpora/SOURCES.md).
 CORPUS_LICENCES = {
@@ -165,8 +165,32 @@ def project_root() -> Optional[Path]:
     return root if (root / "setup.cfg").is_file() and (root / "spacy_bioner").is_dir() else None
 
 
+def run_build(args: List[str], *, what: str, **kwargs: Any) -> None:
+    """Run a wheel build; its failure is a :class:`PackagingError` ending with the last lines it printed.
+
+    args (List[str]): the command.
+    what (str): what it is, for the message (e.g. ``spacy package``).
+    """
+    proc = subprocess.run(args, capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        tail = [line.strip() for line in ((proc.stdout or "") + "\n" + (proc.stderr or "")).splitlines()
+                if line.strip()][-3:]
+        raise PackagingError(f"{what} failed (exit code {proc.returncode}): {' | '.join(tail) or 'no output'}")
+
+
+def built_wheel(folder: Path, pattern: str, *, what: str) -> Path:
+    """The wheel a build wrote into ``folder``; a :class:`PackagingError` when it wrote none."""
+    wheel = next(iter(sorted(folder.glob(pattern))), None) if folder.is_dir() else None
+    if wheel is None:
+        raise PackagingError(f"{what} wrote no wheel {pattern} into {folder}")
+    return wheel
+
+
 def build_own_wheel(dest: Path) -> Optional[Path]:
-    """spacy-bioner's own wheel in ``dest`` (spacy-bioner is not on PyPI); None when not in a clone."""
+    """spacy-bioner's own wheel in ``dest`` (spacy-bioner is not on PyPI); None when not in a clone.
+
+    A failing ``pip wheel`` (or one that writes no wheel) is a :class:`PackagingError`.
+    """
     root = project_root()
     if root is None:
         return None
@@ -177,10 +201,10 @@ def build_own_wheel(dest: Path) -> Optional[Path]:
         # never in the clone's build/ (a module moved or deleted since would come back in the wheel)
         extra = Path(tmp) / "build.cfg"
         extra.write_text(f"[build]\nbuild_base = {Path(tmp) / 'build'}\n", encoding="utf8")
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                        str(dest), str(root)], check=True, capture_output=True, text=True,
-                       env={**os.environ, "DIST_EXTRA_CONFIG": str(extra)})
-    return next(dest.glob("spacy_bioner-*.whl"))
+        run_build([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                   str(dest), str(root)], what=f"pip wheel {root} (spacy-bioner's own wheel)",
+                  env={**os.environ, "DIST_EXTRA_CONFIG": str(extra)})
+    return built_wheel(dest, "spacy_bioner-*.whl", what="pip wheel (spacy-bioner's own wheel)")
 
 
 def stage_pipeline(model: Path, stage: Path) -> List[str]:
@@ -255,14 +279,10 @@ def package_pipeline(model: Path, packages_dir: Path, *, name: str, version: str
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / full
         dropped = stage_pipeline(model, stage)
-        proc = subprocess.run([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name",
-                               name, "--version", version, "--build", "wheel", "--force"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise ConfigValueError(f"spacy package failed: {' | '.join(tail)}")
+        run_build([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name", name,
+                   "--version", version, "--build", "wheel", "--force"], what="spacy package")
     dist = packages_dir / f"{full}-{version}" / "dist"
-    wheel = next(dist.glob(f"{full}-{version}-*.whl"))
+    wheel = built_wheel(dist, f"{full}-{version}-*.whl", what="spacy package")
     spacy_bioner_wheel = build_own_wheel(dist) if own_wheel else None
     return {"wheel": wheel, "spacy_bioner_wheel": spacy_bioner_wheel, "package": full, "dist": dist,
             "dropped": dropped, "install": install_command(dist, full)}
@@ -331,13 +351,9 @@ def package_run(record: Dict[str, Any], packages_dir: Path, *, name: Optional[st
         })
         (stage / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf8")
         (stage / "README.md").write_text(card_markdown(full, version, card), encoding="utf8")
-        proc = subprocess.run([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name",
-                               name, "--version", version, "--build", "wheel", "--force"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise ConfigValueError(f"spacy package failed: {' | '.join(tail)}")
-    wheel = next((packages_dir / f"{full}-{version}" / "dist").glob("*.whl"))
+        run_build([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name", name,
+                   "--version", version, "--build", "wheel", "--force"], what="spacy package")
+    wheel = built_wheel(packages_dir / f"{full}-{version}" / "dist", "*.whl", what="spacy package")
     shutil.copy2(wheel, packages_dir / wheel.name)
     (packages_dir / f"{full}-{version}.card.json").write_text(json.dumps(card, indent=2, default=str) + "\n",
                                                                encoding="utf8")
