@@ -4,8 +4,13 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import typer
 from wasabi import msg
+
+from ..errors import ConfigValueError, CorpusFormatError
 
 from ..corpus.schemes import DEFAULT_UNTYPED_LABEL, SCHEMES, WRITE_SCHEMES
 from ..types import ConversionStats
@@ -90,15 +95,27 @@ def print_alignment_summary(summary, *, title: str) -> None:
               + [("all",) + tuple(total[k] for k in ("read",) + OUTCOMES + ("max_change_chars",))], header=header)
 
 
+@contextmanager
+def _one_line_value_errors() -> Iterator[None]:
+    """Bad option values and unreadable standoff input (ValueError) as one-line errors."""
+    try:
+        yield
+    except CorpusFormatError:
+        raise
+    except ValueError as err:
+        raise ConfigValueError(str(err)) from None
+
+
 def _convert_standoff(input_path: Path, output_path: Path, *, fmt: str, alignment: str, overlaps: str,
                       tokenizer: Optional[str], label_map: Optional[Path], summary_json: Optional[Path]) -> None:
     from ..corpus.align import convert_standoff, load_tokenizer, read_label_map
     from ..corpus.docbin import save_docbin
 
     start = time.perf_counter()
-    mapping = read_label_map(label_map) if label_map is not None else None
-    docs, summary = convert_standoff(input_path, fmt=fmt, tokenizer=load_tokenizer(tokenizer), alignment=alignment,
-                                     overlaps=overlaps, label_map=mapping)
+    with _one_line_value_errors():
+        mapping = read_label_map(label_map) if label_map is not None else None
+        docs, summary = convert_standoff(input_path, fmt=fmt, tokenizer=load_tokenizer(tokenizer),
+                                         alignment=alignment, overlaps=overlaps, label_map=mapping)
     if not docs:
         raise ValueError(f"{input_path}: no documents")
     save_docbin(docs, output_path)
@@ -184,8 +201,9 @@ def export_cli(
             from ..corpus.align import doc_to_standoff
             from ..corpus.standoff import write_documents
 
-            n = write_documents((doc_to_standoff(doc, default_id=str(i)) for i, doc in enumerate(docs, start=1)),
-                                output_path, fmt)
+            with _one_line_value_errors():
+                n = write_documents((doc_to_standoff(doc, default_id=str(i)) for i, doc in enumerate(docs, start=1)),
+                                    output_path, fmt)
             msg.good(f"Wrote {n} documents, {sum(len(d.ents) for d in docs)} entities ({fmt}) to {output_path}")
             return
         untyped: Optional[bool] = False if typed else None

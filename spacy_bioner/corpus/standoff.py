@@ -489,6 +489,9 @@ def read_bioc(path: Path, *, name: Optional[str] = None) -> Iterator[StandoffDoc
     parser = xml.sax.make_parser()
     parser.setFeature(xml.sax.handler.feature_external_ges, False)
     parser.setContentHandler(handler)
+    from xml.sax.expatreader import ExpatLocator
+
+    handler.setDocumentLocator(ExpatLocator(parser))  # feed() does not set it (parse() does)
     raw: IO[bytes] = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
     with raw:
         try:
