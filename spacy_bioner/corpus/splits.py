@@ -161,19 +161,23 @@ def stratified_assignment(
     ratios: Sequence[float],
     *,
     seed: int,
+    by_documents: bool = True,
 ) -> List[int]:
     """Assign whole documents to parts so each part gets about its share of each entity type.
 
     Iterative stratification (Sechidis et al., 2011), on documents: documents are taken
     rarest type first (the corpus total of the rarest type they hold; documents without
     entities last), in a seeded shuffle of their sorted names; each goes to the part that
-    still lacks most of that type, then most documents, ties broken by the seeded RNG.
+    still lacks most documents with that type (as Sechidis et al. count examples per
+    label; or mentions of it, ``by_documents=False``), then most documents, ties broken
+    by the seeded RNG.
     The result depends on the names, counts, ratios and seed only (not on hashing or input order).
 
     counts (Sequence[Mapping[str, int]]): entities per type of each document.
     names (Sequence[str]): a unique name per document (its id).
     ratios (Sequence[float]): the parts' shares (normalised to sum 1).
     seed (int): seed of the shuffle and the tie-breaks.
+    by_documents (bool): balance the documents holding each type (True) or its mentions.
     RETURNS (List[int]): the part of each document.
     """
     import random
@@ -189,17 +193,23 @@ def stratified_assignment(
         for label, n in c.items():
             if n:
                 total[label] = total.get(label, 0) + n
+    docs_with: Dict[str, int] = {}
+    for c in counts:
+        for label, n in c.items():
+            if n:
+                docs_with[label] = docs_with.get(label, 0) + 1
+    base = docs_with if by_documents else total
     rng = random.Random(seed)
     order = sorted(range(len(names)), key=lambda i: _natural_key(names[i]))
     rng.shuffle(order)
 
     def rarest(i: int) -> Optional[str]:
         present = [label for label, n in counts[i].items() if n]
-        return min(present, key=lambda label: (total[label], label)) if present else None
+        return min(present, key=lambda label: (base[label], label)) if present else None
 
-    order.sort(key=lambda i: (0, total[rarest(i)]) if rarest(i) is not None else (1, 0))  # stable: keeps the shuffle
+    order.sort(key=lambda i: (0, base[rarest(i)]) if rarest(i) is not None else (1, 0))  # stable: keeps the shuffle
     want_docs = [s * len(names) for s in shares]
-    want = [{label: s * n for label, n in total.items()} for s in shares]
+    want = [{label: s * n for label, n in base.items()} for s in shares]
     parts = [0] * len(names)
     for i in order:
         label = rarest(i)
@@ -212,7 +222,7 @@ def stratified_assignment(
         want_docs[part] -= 1
         for lab, n in counts[i].items():
             if n:
-                want[part][lab] -= n
+                want[part][lab] -= 1 if by_documents else n
     return parts
 
 
