@@ -39,6 +39,8 @@ def test_splits_like_the_corpora(bio):
     ("B.cereus and http://x.org/a", ["B", ".", "cereus", "and", "http", ":", "/", "/", "x", ".", "org", "/", "a"]),
     ("a...b --", ["a", ".", ".", ".", "b", "-", "-"]),
     ("x_y 5°C", ["x", "_", "y", "5", "°", "C"]),
+    # invisible format characters are never a token of their own
+    ("Selegi\u00adline-induced .\u200b", ["Selegi\u00adline", "-", "induced", ".\u200b"]),
 ])
 def test_every_punctuation_character_is_a_token(bio, text, expected):
     assert words(bio, text) == expected

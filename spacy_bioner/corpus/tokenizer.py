@@ -27,8 +27,11 @@ from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix_regex
 
-#: One punctuation or symbol character (neither a letter, a digit nor whitespace; ``_`` included).
-PUNCT_CHAR = r"(?:[^\w\s]|_)"
+#: Invisible format characters (soft hyphen, zero-width space and joiners, BOM): never a token of their own.
+FORMAT_CHARS = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+#: One punctuation or symbol character (neither a letter, a digit nor whitespace; ``_`` included), with any
+#: format characters after it: ``Selegi\xadline`` stays a word, ``.\u200b`` one token.
+PUNCT_CHAR = rf"(?:(?:[^\w\s{FORMAT_CHARS}]|_)[{FORMAT_CHARS}]*)"
 
 
 def bio_affixes() -> List[str]:
