@@ -30,9 +30,16 @@ Tokenizer = Callable[[str], Doc]
 
 
 def default_tokenizer() -> Tokenizer:
-    """The tokenizer standoff text is split with when none is given: spaCy's English tokenizer
-    (to become the biomedical tokenizer of ``spacy_bioner.corpus.tokenizer``)."""
-    return language_tokenizer("en")
+    """The tokenizer standoff text is split with when none is given: the biomedical English tokenizer
+    (``spacy_bioner.BioTokenizer.v1``), built without a ``Language`` (see :func:`language_tokenizer`)."""
+    from types import SimpleNamespace
+
+    from spacy.lang.en import English
+    from spacy.vocab import Vocab
+
+    from .tokenizer import create_bio_tokenizer
+
+    return create_bio_tokenizer(SimpleNamespace(vocab=Vocab(strings=[]), Defaults=English.Defaults))
 
 
 def language_tokenizer(code: str) -> Tokenizer:
@@ -221,20 +228,19 @@ def _split_tokens(doc: Doc, cuts: Iterable[int]) -> Tuple[Doc, set]:
     return Doc(doc.vocab, words=words, spaces=spaces), made
 
 
-def set_sentences(doc: Doc, spans: Sequence[Span] = ()) -> None:
-    """Sentence starts from spaCy's sentencizer and line breaks, then merged so no span is cut.
+def set_sentences(doc: Doc, spans: Sequence[Span] = (), *, starts: Iterable[int] = ()) -> None:
+    """Sentence starts from :func:`~spacy_bioner.corpus.sentences.set_sentence_starts` (sentencizer rule,
+    abbreviations, line breaks, ``starts``), never inside one of ``spans``.
 
     doc (Doc): the Doc (changed in place).
     spans (Sequence[Span]): spans that must lie inside one sentence.
+    starts (Iterable[int]): character offsets where a sentence starts (passage starts).
     """
-    from spacy.pipeline import Sentencizer
+    from .sentences import set_sentence_starts
 
     if not len(doc):
         return
-    Sentencizer()(doc)
-    for token in doc[1:]:
-        if "\n" in doc[token.i - 1].text or "\n" in doc[token.i - 1].whitespace_:
-            token.is_sent_start = True
+    set_sentence_starts(doc, mentions=[(s.start_char, s.end_char) for s in spans], starts=starts)
     for span in spans:
         for token in span[1:]:
             token.is_sent_start = False
@@ -317,7 +323,7 @@ def standoff_to_doc(document: StandoffDocument, tokenizer: Tokenizer, *, alignme
         summary.note(file, m, outcome, change=change, detail=detail)
     ents.sort(key=lambda s: s.start)
     doc.ents = ents
-    set_sentences(doc, ents)
+    set_sentences(doc, ents, starts=[p.offset for p in document.passages[1:]])
     doc.user_data[USER_DATA_DOCUMENT] = document.id
     return doc
 
