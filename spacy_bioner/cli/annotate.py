@@ -15,7 +15,9 @@ def annotate_cli(
     output: Path = typer.Argument(..., help="Output file"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f",
                                       help="Input format: text, jsonl, pubtator, bioc (default: from the suffixes)"),
-    output_format: str = typer.Option("jsonl", "--output-format", "-F", help="jsonl, pubtator or bioc"),
+    output_format: Optional[str] = typer.Option(
+        None, "--output-format", "-F",
+        help="jsonl, pubtator or bioc (default: from OUTPUT's suffix: .pubtator, .xml/.bioc, else jsonl)"),
     id_field: str = typer.Option("id", "--id-field", help="JSONL key of the document id"),
     text_field: str = typer.Option("text", "--text-field", help="JSONL key of the text"),
     resume: bool = typer.Option(False, "--resume",
@@ -42,6 +44,7 @@ def annotate_cli(
     from ..annotate.job import annotate, default_errors_path
     from ..annotate.worker import JobFailure
 
+    output_format = output_format or output_format_of(output)
     with friendly_errors():
         try:
             stats = annotate(model, input_path, output, fmt=fmt, output_format=output_format, id_field=id_field,
@@ -67,3 +70,11 @@ def annotate_cli(
     if stats.errors:
         msg.warn(f"{stats.errors:,} records could not be annotated: see {error_file} (--retry-errors annotates "
                  "them again)")
+
+
+def output_format_of(output: Path) -> str:
+    """The output format OUTPUT's name asks for: ``.pubtator`` → pubtator, ``.xml``/``.bioc`` → bioc (``.gz`` after
+    them too), anything else jsonl."""
+    suffixes = [s.lower() for s in output.suffixes if s.lower() != ".gz"]
+    last = suffixes[-1] if suffixes else ""
+    return {".pubtator": "pubtator", ".xml": "bioc", ".bioc": "bioc"}.get(last, "jsonl")
