@@ -133,7 +133,8 @@ def _score_standoff(gold_path: Path, pred_path: Path, *, output: Optional[Path],
 @app.command("evaluate")
 def evaluate_cli(
     model: Path = typer.Argument(..., help="A trained pipeline (folder or installed package name)"),
-    data: Path = typer.Argument(..., help="Gold data: IOB/CoNLL file, folder or .spacy"),
+    data: Path = typer.Argument(..., help="Gold data: IOB/CoNLL file, folder or .spacy; or standoff "
+                                "(PubTator, BioC, brat: scored at character offsets on raw text)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
     output: Optional[Path] = OUTPUT,
@@ -149,12 +150,39 @@ def evaluate_cli(
     noise_train: Optional[Path] = typer.Option(None, "--noise-train",
                                                help="Corpus whose mentions `swap` draws (default: the test set's)"),
     noise_rate: float = typer.Option(0.2, "--noise-rate", help="Share of words/mentions changed per noise kind"),
+    gold_format: Optional[str] = typer.Option(None, "--gold-format", help="Standoff format of DATA: pubtator, "
+                                              "bioc or brat (default: from the suffix)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Standoff: score only these types, e.g. Disease,Chemical"),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Standoff: JSON/YAML file mapping gold and "
+                                             "predicted types (type → type, or null to drop)"),
+    gold_tokenizer: Optional[str] = typer.Option(None, "--gold-tokenizer", help="Standoff: tokenizer of the "
+                                                 "gold-token pass, as convert's --tokenizer (default: the "
+                                                 "biomedical tokenizer)"),
 ) -> None:
     """Run a pipeline over gold data (its tokens) and score it; reports words/s.
 
     With --noise KIND[,KIND] it also scores seeded noisy copies of the data (clean vs
     noisy P/R/F1 per kind, in the metrics JSON under "robustness" and in the report).
+
+    Standoff gold (PubTator, BioC, brat) is scored at character offsets: the pipeline runs on
+    each document's raw text with its own tokenizer (as `annotate` does), timed per document,
+    and again on the gold tokenisation (convert's), so the JSON holds "raw_text" and
+    "gold_tokens" side by side, their difference and the inference time per document.
     """
+    from ..evaluation.charlevel import is_standoff
+
+    standoff_only = {"--labels": labels, "--label-map": label_map, "--gold-tokenizer": gold_tokenizer}
+    if gold_format is not None or (data.suffix != ".spacy" and data.exists() and is_standoff(data)):
+        if noise is not None:
+            fail("--noise: for IOB/.spacy gold only (noisy copies are made of gold tokens)")
+        return _evaluate_standoff(model, data, gpu_id=gpu_id, batch_size=batch_size, output=output, report=report,
+                                  plots=plots, n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
+                                  int8=int8, gold_format=gold_format, labels=labels, label_map=label_map,
+                                  gold_tokenizer=gold_tokenizer)
+    given = [name for name, value in standoff_only.items() if value is not None]
+    if given:
+        fail(f"{', '.join(given)}: for standoff gold only (PubTator, BioC, brat); {data} is read as IOB/.spacy "
+             "(--gold-format names a standoff format)")
     from ..corpus.noise import parse_kinds
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import write_outputs
@@ -177,6 +205,45 @@ def evaluate_cli(
                          for kind, v in rob["kinds"].items()],
                       header=("noise", "P", "R", "F", "ΔF"), aligns=("l", "r", "r", "r", "r"))
         msg.info(f"{metrics['words_per_second']:.0f} words/s"
+                 + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
+
+
+def _evaluate_standoff(model: Path, data: Path, *, gpu_id: int, batch_size: int, output: Optional[Path],
+                       report: Optional[Path], plots: Optional[Path], n_bootstrap: int, seed: int,
+                       length_buckets: float, int8: bool, gold_format: Optional[str], labels: Optional[str],
+                       label_map: Optional[Path], gold_tokenizer: Optional[str]) -> None:
+    """``evaluate`` on standoff gold: raw text and gold tokens, at character level, timed per document."""
+    from ..corpus.align import load_tokenizer
+    from ..evaluation.charlevel import CHAR_SCHEMES, load_label_map
+    from ..evaluation.rawtext import evaluate_standoff, write_standoff_outputs
+
+    with friendly_errors():
+        if not data.exists():
+            fail(f"{data}: no such file or folder")
+        keep = {t.strip() for t in labels.split(",") if t.strip()} if labels else None
+        try:
+            mapping = load_label_map(label_map) if label_map is not None else None
+            tokenizer = load_tokenizer(gold_tokenizer) if gold_tokenizer else None
+        except ValueError as err:
+            fail(" ".join(str(err).split()))
+        metrics = evaluate_standoff(model, data, gold_format=gold_format, gpu_id=gpu_id, batch_size=batch_size,
+                                    n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets, int8=int8,
+                                    labels=keep, label_map=mapping, gold_tokenizer=tokenizer, warn=msg.warn)
+        if plots is not None:
+            msg.warn("--plots: not drawn for character-level scores (see the report)")
+        write_standoff_outputs(metrics, output=output, report=report, title=f"{model} on {data}")
+        raw, tok = metrics["raw_text"]["overall"], metrics["gold_tokens"]["overall"]
+        msg.table([(name, *(f"{100 * raw[name][k]:.2f}" for k in "prf"), f"{100 * tok[name]['f']:.2f}",
+                    f"{100 * metrics['tokenization_cost'][name + '_f']:+.2f}") for name in CHAR_SCHEMES],
+                  header=("character level", "P", "R", "F raw text", "F gold tokens", "ΔF"),
+                  aligns=("l", "r", "r", "r", "r", "r"))
+        b = metrics["bootstrap"]
+        if b.get("n_samples"):
+            msg.info(f"raw-text strict F1 95% CI: {100 * b['low']:.2f}–{100 * b['high']:.2f} "
+                     f"({b['n_samples']} resamples of documents)")
+        t = metrics["timing"]
+        msg.info(f"{t['n_documents']} documents: {t['mean_ms']:.1f} ms/doc mean, p50 {t['p50_ms']:.1f}, "
+                 f"p95 {t['p95_ms']:.1f}; {t['docs_per_second']:.1f} docs/s, {t['words_per_second']:.0f} words/s"
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
 
 
