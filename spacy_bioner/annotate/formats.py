@@ -8,16 +8,17 @@ document offsets, so they index the original text exactly. A record that cannot
 be read is a :class:`BadRecord` (its source ``file:line``, id when known, and
 why); readers never stop at one.
 """
-import gzip
 import io
 import json
 import re
 from pathlib import Path
-from typing import IO, Any, Collection, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Collection, Dict, Iterator, List, Optional, Tuple, Union
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape as _escape
-from xml.sax.saxutils import quoteattr
 
+from ..corpus.standoff import (BIOC_HEAD, BIOC_TAIL, PUBTATOR_TEXT, DocumentFormatError, bioc_annotation,
+                               bioc_document_xml, bioc_elements, bioc_passage, open_binary,
+                               parse_pubtator_block, pubtator_blocks, pubtator_mention_line, pubtator_text_line,
+                               suffix_of)
 from ..types import AnnotatedRecord, BadRecord, Passage, Record
 
 INPUT_FORMATS = ("text", "jsonl", "pubtator", "bioc")
@@ -27,17 +28,12 @@ SUFFIXES = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "json
             ".pubtator": "pubtator", ".xml": "bioc", ".bioc": "bioc"}
 
 
-def open_binary(path: Path) -> IO[bytes]:
-    """A file for reading bytes, gunzipped when it ends in ``.gz``."""
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+_PUBTATOR_TEXT_BYTES = re.compile(PUBTATOR_TEXT.pattern.encode())
 
 
 def format_of(path: Path) -> Optional[str]:
     """The input format a file's suffix implies (``x.jsonl.gz`` → jsonl), or None."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return SUFFIXES.get(suffixes[-1]) if suffixes else None
+    return SUFFIXES.get(suffix_of(path))
 
 
 def input_files(path: Path, fmt: Optional[str], *, exclude: Collection[Path] = ()) -> List[Path]:
@@ -174,78 +170,46 @@ def _read_jsonl(file: Path, name: str, *, id_field: str, text_field: str) -> Ite
 def _read_pubtator(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
     """PubTator: ``id|t|title``, ``id|a|abstract``, annotation lines (ignored), blank line."""
     with open_binary(file) as f:
-        block: List[Tuple[int, bytes]] = []
-        for n, raw in enumerate(f, start=1):
-            line = raw.rstrip(b"\r\n")
-            if line.strip():
-                block.append((n, line))
-            elif block:
-                yield _pubtator_block(block, name)
-                block = []
-        if block:
+        for block in pubtator_blocks(f):
             yield _pubtator_block(block, name)
 
 
 def _pubtator_block(block: List[Tuple[int, bytes]], name: str) -> Union[Record, BadRecord]:
-    first = block[0][0]
-    source = f"{name}:{first}"
-    passages: List[Passage] = []
-    doc_id: Optional[str] = None
-    offset = 0
-    for n, raw in block:
-        try:
-            line = raw.decode("utf8")
-        except UnicodeDecodeError as err:
-            return BadRecord(source=f"{name}:{n}", id=doc_id, error=f"invalid UTF-8 at byte {err.start}")
-        match = re.match(r"^([^|\t]+)\|([a-zA-Z]+)\|(.*)$", line)
-        if match:
-            pid, kind, text = match.groups()
-            if doc_id is not None and pid != doc_id:
-                return BadRecord(source=f"{name}:{n}", id=doc_id, error=f"id {pid} inside the block of {doc_id} "
-                                                                        "(a blank line must separate documents)")
-            doc_id = pid
-            passages.append(Passage(offset=offset, text=text, infons={"type": kind}))
-            offset += len(text) + 1
-        elif "\t" not in line:
-            return BadRecord(source=f"{name}:{n}", id=doc_id, error="neither `id|t|text` nor an annotation line")
-    if doc_id is None:
+    source = f"{name}:{block[0][0]}"
+    try:
+        parsed = parse_pubtator_block(block, name)
+    except DocumentFormatError as err:
+        return BadRecord(source=f"{name}:{err.line}", id=err.doc_id, error=err.reason)
+    if parsed.id is None:
         return BadRecord(source=source, id=None, error="annotation lines without a title or abstract line")
-    return Record(id=doc_id, source=source, passages=passages)
+    return Record(id=parsed.id, source=source, passages=parsed.passages(keep_empty=True))
 
 
 def _read_bioc(file: Path, name: str) -> Iterator[Union[Record, BadRecord]]:
-    """BioC XML, streamed document by document."""
-    with open_binary(file) as f:
-        try:
-            root = None
-            for event, elem in ElementTree.iterparse(f, events=("start", "end")):
-                if root is None:
-                    root = elem  # <collection>: finished documents are removed from it (constant memory)
-                if event != "end" or elem.tag != "document":
+    """BioC XML, streamed document by document: the document's own passages (offset 0 and empty text
+    where they have none); annotations are not read."""
+    try:
+        for doc in bioc_elements(file, name=name):
+            source = f"{name}#{doc.id or '?'}"
+            passages = []
+            for unit in doc.units:
+                if not unit.top:
                     continue
-                doc_id = (elem.findtext("id") or "").strip()
-                source = f"{name}#{doc_id or '?'}"
-                passages = []
-                for p in elem.findall("passage"):
-                    try:
-                        offset = int((p.findtext("offset") or "0").strip())
-                    except ValueError:
-                        yield BadRecord(source=source, id=doc_id or None, error="passage offset is not a number")
-                        break
-                    infons = {i.get("key", ""): i.text or "" for i in p.findall("infon")}
-                    passages.append(Passage(offset=offset, text=p.findtext("text") or "", infons=infons))
+                try:
+                    offset = int((unit.offset or "0").strip())
+                except ValueError:
+                    yield BadRecord(source=source, id=doc.id or None, error="passage offset is not a number")
+                    break
+                passages.append(Passage(offset=offset, text=unit.text or "", infons=dict(unit.infons)))
+            else:
+                if not doc.id:
+                    yield BadRecord(source=source, id=None, error="document without an <id>")
                 else:
-                    if not doc_id:
-                        yield BadRecord(source=source, id=None, error="document without an <id>")
-                    else:
-                        yield Record(id=doc_id, source=source, passages=passages)
-                elem.clear()
-                if root is not None and root is not elem:
-                    root.clear()
-        except ElementTree.ParseError as err:
-            line, col = err.position
-            yield BadRecord(source=f"{name}:{line}", id=None, error=f"invalid XML ({err.msg if hasattr(err, 'msg') else err}); "
-                                                                    "the rest of this file is skipped")
+                    yield Record(id=doc.id, source=source, passages=passages)
+    except DocumentFormatError as err:
+        yield BadRecord(source=f"{name}:{err.line}", id=None,
+                        error=f"invalid XML ({err.xml_error}: line {err.line}, column {err.column}); "
+                              "the rest of this file is skipped")
 
 
 # ---------------------------------------------------------------- writers
@@ -283,7 +247,7 @@ class Writer:
             end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
             for block in data[:end].split(b"\n\n"):
                 first = block.split(b"\n", 1)[0]
-                match = re.match(rb"^([^|\t]+)\|[a-zA-Z]+\|", first)  # as the reader: the id holds no '|'
+                match = _PUBTATOR_TEXT_BYTES.match(first)  # as the reader: the id holds no '|'
                 if match:
                     ids.append(match.group(1).decode("utf8"))
         else:
@@ -312,19 +276,9 @@ class Writer:
         self.file.close()
 
 
-BIOC_HEAD = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 'BioC.dtd'>\n"
-             "<collection><source>spacy-bioner</source><date></date><key></key>\n")
-BIOC_TAIL = "</collection>\n"
-
-
 def _xml_text(raw: bytes) -> str:
-    """Text of an XML element's content as written by :func:`escape` (entities and ``&#13;`` decoded)."""
+    """Text of an XML element's content as the BioC writer escapes it (entities and ``&#13;`` decoded)."""
     return ElementTree.fromstring(b"<x>" + raw + b"</x>").text or ""
-
-
-def escape(text: str) -> str:
-    """XML text with ``\r`` kept as a character reference (parsers turn a raw CR LF into LF, moving offsets)."""
-    return _escape(text, {"\r": "&#13;"})
 
 
 def error_line(record: BadRecord) -> str:
@@ -355,36 +309,25 @@ def pubtator_record(record: AnnotatedRecord) -> str:
     out = io.StringIO()
     for p in record.passages:
         kind = p.infons.get("type", "t") if p.infons.get("type") in ("t", "a") else ("t" if p.offset == 0 else "a")
-        out.write(f"{record.id}|{kind}|{_one_line(p.text)}\n")
+        out.write(pubtator_text_line(record.id, kind, p.text))
     for s, e, label, text in record.entities:
-        out.write(f"{record.id}\t{s}\t{e}\t{_one_line(text)}\t{label}\t-\n")
+        out.write(pubtator_mention_line(record.id, s, e, text, label))
     out.write("\n")
     return out.getvalue()
-
-
-def _one_line(text: str) -> str:
-    """PubTator is line-based: a newline or tab inside a text becomes a space (offsets unchanged)."""
-    return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
 def bioc_document(record: AnnotatedRecord) -> str:
     """A BioC ``<document>``: passages with their infons, offsets and annotations (an entity's score, when
     the pipeline sets one, as the annotation's ``score`` infon)."""
-    out = io.StringIO()
-    out.write(f"<document><id>{escape(record.id)}</id>\n")
+    passages = []
     n = 0
-    for i, p in enumerate(record.passages):
-        out.write("<passage>")
-        for key, value in p.infons.items():
-            out.write(f"<infon key={quoteattr(key)}>{escape(value)}</infon>")
-        out.write(f"<offset>{p.offset}</offset><text>{escape(p.text)}</text>\n")
+    for p in record.passages:
         end = p.offset + len(p.text)
+        annotations = []
         for (s, e, label, text), score in zip(record.entities, _scores(record)):
             if p.offset <= s and e <= end:
-                scored = "" if score is None else f'<infon key="score">{score}</infon>'
-                out.write(f'<annotation id="T{n}"><infon key="type">{escape(label)}</infon>{scored}'
-                          f'<location offset="{s}" length="{e - s}"/><text>{escape(text)}</text></annotation>\n')
+                annotations.append(bioc_annotation(id=f"T{n}", type=label, spans=[(s, e)], text=text,
+                                                   infons=None if score is None else {"score": f"{score}"}))
                 n += 1
-        out.write("</passage>\n")
-    out.write("</document>\n")
-    return out.getvalue()
+        passages.append(bioc_passage(p, annotations))
+    return bioc_document_xml(record.id, passages)

@@ -32,7 +32,24 @@ SUFFIXES = {".pubtator": "pubtator", ".txt": "pubtator", ".xml": "bioc", ".bioc"
             ".jsonl": "jsonl", ".ndjson": "jsonl", ".ann": "brat", ".a1": "brat"}
 #: brat annotation files, in the order they are looked for beside a ``.txt``.
 BRAT_SUFFIXES = (".ann", ".a1")
-_PUBTATOR_TEXT = re.compile(r"^([^|\t]+)\|([a-zA-Z]+)\|(.*)$")
+#: A PubTator text line, ``id|kind|text`` (the id holds no ``|`` or TAB).
+PUBTATOR_TEXT = re.compile(r"^([^|\t]+)\|([a-zA-Z]+)\|(.*)$")
+_BOM = b"\xef\xbb\xbf"
+
+
+class DocumentFormatError(CorpusFormatError):
+    """One document (PubTator block, BioC document) or a whole XML file could not be read.
+
+    doc_id (Optional[str]): the document's id when it was read before the problem.
+    column (Optional[int]): the column of an XML syntax error.
+    xml_error (Optional[str]): the XML parser's message alone.
+    """
+
+    def __init__(self, message: str, *, path: Union[str, Path, None] = None, line: Optional[int] = None,
+                 text: Optional[str] = None, doc_id: Optional[str] = None, column: Optional[int] = None,
+                 xml_error: Optional[str] = None) -> None:
+        super().__init__(message, path=path, line=line, text=text)
+        self.doc_id, self.column, self.xml_error = doc_id, column, xml_error
 
 
 @dataclass
@@ -93,10 +110,14 @@ class StandoffDocument:
 
 
 # ---------------------------------------------------------------- formats and files
+def open_binary(path: Path) -> IO[bytes]:
+    """A file for reading bytes, gunzipped when it ends in ``.gz``."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
 def _open_text(path: Path) -> TextIO:
     """A file as UTF-8 text (BOM dropped), gunzipped for ``.gz``, line ends left as they are."""
-    raw: IO[bytes] = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", newline="")
 
 
 def _read_text(path: Path) -> str:
@@ -107,7 +128,8 @@ def _read_text(path: Path) -> str:
             raise CorpusFormatError(f"not UTF-8 (byte {err.start})", path=path) from None
 
 
-def _suffix(path: Path) -> str:
+def suffix_of(path: Path) -> str:
+    """The last suffix before ``.gz``, lower-cased (``x.JSONL.gz`` → ``.jsonl``); "" when none."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
@@ -140,7 +162,7 @@ def _looks_like_pubtator(path: Path) -> bool:
                 if not line:
                     return False
                 if line.strip():
-                    return bool(_PUBTATOR_TEXT.match(line.rstrip("\r\n")))
+                    return bool(PUBTATOR_TEXT.match(line.rstrip("\r\n")))
     except (OSError, UnicodeDecodeError):
         return False
     return False
@@ -156,11 +178,11 @@ def detect_format(path: Path) -> Optional[str]:
     """
     if path.is_dir():
         files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        if any(_suffix(p) in BRAT_SUFFIXES for p in files):
+        if any(suffix_of(p) in BRAT_SUFFIXES for p in files):
             return "brat"
         found = {detect_format(p) for p in files} - {None}
         return found.pop() if len(found) == 1 else None
-    suffix = _suffix(path)
+    suffix = suffix_of(path)
     if suffix in BRAT_SUFFIXES:
         return "brat"
     if suffix == ".txt":
@@ -180,7 +202,7 @@ def standoff_files(path: Path, fmt: str) -> List[Path]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_file():
-        if fmt == "brat" and _suffix(path) in BRAT_SUFFIXES:
+        if fmt == "brat" and suffix_of(path) in BRAT_SUFFIXES:
             txt = _strip_suffix(path)
             for gz in ("", ".gz"):
                 if txt.with_name(txt.name + ".txt" + gz).is_file():
@@ -189,7 +211,7 @@ def standoff_files(path: Path, fmt: str) -> List[Path]:
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     if fmt == "brat":
-        found = [p for p in files if _suffix(p) == ".txt" and _brat_annotation(p) is not None]
+        found = [p for p in files if suffix_of(p) == ".txt" and _brat_annotation(p) is not None]
     else:
         found = [p for p in files if detect_format(p) == fmt]
     if not found:
@@ -247,6 +269,84 @@ def _check_mention(mention: Mention, text: str, *, path: str, line: Optional[int
 
 
 # ---------------------------------------------------------------- PubTator
+def pubtator_blocks(f: IO[bytes]) -> Iterator[List[Tuple[int, bytes]]]:
+    """The blank-line separated blocks of a PubTator file, as bytes (each block decodes on its own,
+    so one bad block spoils nothing else).
+
+    f (IO[bytes]): the open file.
+    RETURNS (Iterator[List[Tuple[int, bytes]]]): each block's lines as (line number, line without its end).
+    """
+    block: List[Tuple[int, bytes]] = []
+    for n, raw in enumerate(f, start=1):
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            block.append((n, line))
+        elif block:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+@dataclass
+class PubTatorBlock:
+    """A PubTator block split into its text and annotation lines (nothing checked beyond that).
+
+    id (Optional[str]): the id of its text lines (None: it has none).
+    texts (List[Tuple[int, str, str]]): ``(line, kind, text)`` of each ``id|kind|text`` line.
+    annotations (List[Tuple[int, str]]): ``(line, line)`` of each other line (they all hold a TAB).
+    """
+
+    id: Optional[str]
+    texts: List[Tuple[int, str, str]] = field(default_factory=list)
+    annotations: List[Tuple[int, str]] = field(default_factory=list)
+
+    def passages(self, *, keep_empty: bool) -> List[Passage]:
+        """The text lines as passages at their document offsets (each text, then one space).
+
+        keep_empty (bool): keep an empty text after the first (else it adds nothing, not even the space).
+        """
+        passages: List[Passage] = []
+        offset = 0
+        for _, kind, text in self.texts:
+            if passages and not text and not keep_empty:
+                continue
+            passages.append(Passage(offset=offset, text=text, infons={"type": kind}))
+            offset += len(text) + 1
+        return passages
+
+
+def parse_pubtator_block(block: List[Tuple[int, bytes]], name: str) -> PubTatorBlock:
+    """Split a PubTator block into text and annotation lines.
+
+    block (List[Tuple[int, bytes]]): from :func:`pubtator_blocks`.
+    name (str): the file name shown in errors.
+    RETURNS (PubTatorBlock): a DocumentFormatError (``file:line``, the id read so far) for a line that is
+        not UTF-8, a text line of another id, or a line that is neither text nor annotation.
+    """
+    parsed = PubTatorBlock(id=None)
+    for n, raw in block:
+        try:
+            line = raw.decode("utf8")
+        except UnicodeDecodeError as err:
+            raise DocumentFormatError(f"invalid UTF-8 at byte {err.start}", path=name, line=n,
+                                      doc_id=parsed.id) from None
+        match = PUBTATOR_TEXT.match(line)
+        if match:
+            pid, kind, text = match.groups()
+            if parsed.id is not None and pid != parsed.id:
+                raise DocumentFormatError(f"id {pid} inside the block of {parsed.id} (a blank line must separate "
+                                          "documents)", path=name, line=n, doc_id=parsed.id)
+            parsed.id = pid
+            parsed.texts.append((n, kind, text))
+        elif "\t" in line:
+            parsed.annotations.append((n, line))
+        else:
+            raise DocumentFormatError("neither `id|t|text` nor an annotation line", path=name, line=n, text=line,
+                                      doc_id=parsed.id)
+    return parsed
+
+
 def read_pubtator(path: Path, *, name: Optional[str] = None) -> Iterator[StandoffDocument]:
     """PubTator: ``id|t|title``, ``id|a|abstract``, ``id<TAB>start<TAB>end<TAB>text<TAB>type[<TAB>ids]``.
 
@@ -259,47 +359,25 @@ def read_pubtator(path: Path, *, name: Optional[str] = None) -> Iterator[Standof
     RETURNS (Iterator[StandoffDocument]): one per blank-line separated block.
     """
     name = name or str(path)
-    block: List[Tuple[int, str]] = []
-    with _open_text(path) as f:
-        n = 0
-        try:
-            for n, raw in enumerate(f, start=1):
-                line = raw.rstrip("\r\n")
-                if line.strip():
-                    block.append((n, line))
-                elif block:
-                    yield _pubtator_block(block, name)
-                    block = []
-        except UnicodeDecodeError as err:
-            raise CorpusFormatError(f"not UTF-8 (byte {err.start})", path=name, line=n + 1) from None
-    if block:
-        yield _pubtator_block(block, name)
+    with open_binary(path) as f:
+        if f.read(len(_BOM)) != _BOM:
+            f.seek(0)
+        for block in pubtator_blocks(f):
+            yield _pubtator_block(block, name)
 
 
-def _pubtator_block(block: List[Tuple[int, str]], name: str) -> StandoffDocument:
-    doc_id: Optional[str] = None
-    passages: List[Passage] = []
+def _pubtator_block(block: List[Tuple[int, bytes]], name: str) -> StandoffDocument:
+    parsed = parse_pubtator_block(block, name)
+    doc_id = parsed.id
+    first_annotation = parsed.annotations[0][0] if parsed.annotations else None
+    for n, _, _ in parsed.texts:
+        if first_annotation is not None and n > first_annotation:
+            raise CorpusFormatError("a text line after annotation lines", path=name, line=n)
+    passages = parsed.passages(keep_empty=False)
     mentions: List[Tuple[int, Mention]] = []
     ignored: Counter = Counter()
-    offset = 0
-    for n, line in block:
-        match = _PUBTATOR_TEXT.match(line)
-        if match and "\t" not in line.split("|", 1)[0]:
-            pid, kind, text = match.groups()
-            if doc_id is not None and pid != doc_id:
-                raise CorpusFormatError(f"id {pid} inside the block of {doc_id} (a blank line must separate "
-                                        "documents)", path=name, line=n)
-            if mentions:
-                raise CorpusFormatError("a text line after annotation lines", path=name, line=n)
-            doc_id = pid
-            if passages and not text:
-                continue  # an empty abstract adds nothing (not even the space)
-            passages.append(Passage(offset=offset, text=text, infons={"type": kind}))
-            offset += len(text) + 1
-            continue
+    for n, line in parsed.annotations:
         cols = line.split("\t")
-        if len(cols) < 2:
-            raise CorpusFormatError("neither `id|t|text` nor an annotation line", path=name, line=n, text=line)
         if doc_id is not None and cols[0] != doc_id:
             raise CorpusFormatError(f"id {cols[0]} inside the block of {doc_id}", path=name, line=n)
         doc_id = cols[0]
@@ -326,6 +404,17 @@ def _one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
+def pubtator_text_line(doc_id: str, kind: str, text: str) -> str:
+    """``id|kind|text`` and a newline (``kind``: ``t`` title, ``a`` abstract)."""
+    return f"{doc_id}|{kind}|{_one_line(text)}\n"
+
+
+def pubtator_mention_line(doc_id: str, start: int, end: int, text: str, type: str, *,
+                          concept: Optional[str] = None) -> str:
+    """A mention line: id, start, end, text, type and concept id(s) (``-`` when none), TAB-separated."""
+    return f"{doc_id}\t{start}\t{end}\t{_one_line(text)}\t{type}\t{concept or '-'}\n"
+
+
 def pubtator_document(doc: StandoffDocument) -> str:
     """A document as PubTator: its passages as ``|t|``/``|a|`` lines (one ``|t|`` line holding the whole
     text when the passages are not PubTator's title + space + abstract), then one line per mention."""
@@ -335,31 +424,76 @@ def pubtator_document(doc: StandoffDocument) -> str:
     fits = (len(parts) in (1, 2) and " ".join(p.text for p in parts) == text
             and (len(parts) == 1 or parts[1].offset == len(parts[0].text) + 1))
     if fits:
-        out.write(f"{doc.id}|t|{_one_line(parts[0].text)}\n")
-        out.write(f"{doc.id}|a|{_one_line(parts[1].text) if len(parts) == 2 else ''}\n")
+        out.write(pubtator_text_line(doc.id, "t", parts[0].text))
+        out.write(pubtator_text_line(doc.id, "a", parts[1].text if len(parts) == 2 else ""))
     else:
-        out.write(f"{doc.id}|t|{_one_line(text)}\n{doc.id}|a|\n")
+        out.write(pubtator_text_line(doc.id, "t", text) + pubtator_text_line(doc.id, "a", ""))
     for m in doc.mentions:
-        concept = m.concept or "-"
-        out.write(f"{doc.id}\t{m.start}\t{m.end}\t{_one_line(m.text)}\t{m.type}\t{concept}\n")
+        out.write(pubtator_mention_line(doc.id, m.start, m.end, m.text, m.type, concept=m.concept))
     out.write("\n")
     return out.getvalue()
 
 
 # ---------------------------------------------------------------- BioC
-class _BioCHandler(xml.sax.ContentHandler):
-    """Streams BioC documents: passages (and sentences) at their offsets, annotations with locations."""
+@dataclass
+class BioCUnit:
+    """A ``<passage>`` or ``<sentence>`` as written (nothing checked).
 
-    def __init__(self, name: str) -> None:
+    kind (str): passage or sentence.
+    line (int): where it starts.
+    top (bool): a passage directly inside the ``<document>``.
+    offset (Optional[str]): its ``<offset>`` text (None: no ``<offset>``); offset_line, where that was.
+    text (Optional[str]): its ``<text>`` (None: no ``<text>``).
+    infons (Dict[str, str]): its infons.
+    """
+
+    kind: str
+    line: int
+    top: bool = False
+    offset: Optional[str] = None
+    offset_line: int = 0
+    text: Optional[str] = None
+    infons: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BioCAnnotation:
+    """An ``<annotation>`` as written: id, infons, locations (``offset``, ``length`` attributes and line)
+    and text."""
+
+    id: Optional[str]
+    line: int
+    infons: Dict[str, str] = field(default_factory=dict)
+    locations: List[Tuple[Optional[str], Optional[str], int]] = field(default_factory=list)
+    text: str = ""
+
+
+@dataclass
+class BioCElement:
+    """A ``<document>`` as written: id, passages and sentences (in the order they end), annotations.
+
+    ignored (Counter): relations, by kind.
+    """
+
+    id: str
+    line: int
+    units: List[BioCUnit] = field(default_factory=list)
+    annotations: List[BioCAnnotation] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)
+
+
+class _BioCHandler(xml.sax.ContentHandler):
+    """Streams BioC documents as :class:`BioCElement` (structure only: what they mean is checked later)."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.name = name
         self.locator: Optional[xml.sax.xmlreader.Locator] = None
-        self.done: List[StandoffDocument] = []
+        self.done: List[BioCElement] = []
         self.stack: List[str] = []
         self.chars: List[str] = []
-        self.doc: Optional[Dict] = None
-        self.unit: Optional[Dict] = None  # passage or sentence being read
-        self.ann: Optional[Dict] = None
+        self.doc: Optional[BioCElement] = None
+        self.units: List[BioCUnit] = []  # passage / sentence being read, innermost last
+        self.ann: Optional[BioCAnnotation] = None
         self.infon_key: Optional[str] = None
 
     def setDocumentLocator(self, locator) -> None:  # noqa: N802 (SAX API)
@@ -368,26 +502,27 @@ class _BioCHandler(xml.sax.ContentHandler):
     def _line(self) -> int:
         return self.locator.getLineNumber() if self.locator is not None else 0
 
+    def skippedEntity(self, name) -> None:  # noqa: N802
+        # an entity the (unread) DTD might define: an error, as a parser without a DTD says
+        column = self.locator.getColumnNumber() if self.locator is not None else 0
+        raise xml.sax.SAXParseException(f"undefined entity &{name};", None, _Where(self._line(), column))
+
     def startElement(self, tag, attrs) -> None:  # noqa: N802
+        parent = self.stack[-1] if self.stack else ""
         self.stack.append(tag)
         self.chars = []
         if tag == "document":
-            self.doc = {"id": "", "units": [], "mentions": [], "ignored": Counter(), "line": self._line()}
+            self.doc = BioCElement(id="", line=self._line())
         elif self.doc is None:
             return
         elif tag in ("passage", "sentence"):
-            self.unit = {"offset": None, "text": None, "infons": {}, "kind": tag, "line": self._line(),
-                         "parent": self.unit}
+            self.units.append(BioCUnit(kind=tag, line=self._line(), top=tag == "passage" and parent == "document"))
         elif tag == "annotation":
-            self.ann = {"id": attrs.get("id"), "infons": {}, "locations": [], "text": "", "line": self._line()}
+            self.ann = BioCAnnotation(id=attrs.get("id"), line=self._line())
         elif tag == "location" and self.ann is not None:
-            try:
-                self.ann["locations"].append((int(attrs.get("offset")), int(attrs.get("length"))))
-            except (TypeError, ValueError):
-                raise CorpusFormatError("a <location> needs integer offset and length",
-                                        path=self.name, line=self._line()) from None
+            self.ann.locations.append((attrs.get("offset"), attrs.get("length"), self._line()))
         elif tag == "relation":
-            self.doc["ignored"]["relations"] += 1
+            self.doc.ignored["relations"] += 1
         elif tag == "infon":
             self.infon_key = attrs.get("key", "")
 
@@ -401,77 +536,145 @@ class _BioCHandler(xml.sax.ContentHandler):
         if self.doc is None:
             return
         parent = self.stack[-1] if self.stack else ""
+        unit = self.units[-1] if self.units else None
         if tag == "id" and parent == "document":
-            self.doc["id"] = content.strip()
-        elif tag == "offset" and self.unit is not None and parent == self.unit["kind"]:
-            try:
-                self.unit["offset"] = int(content.strip())
-            except ValueError:
-                raise CorpusFormatError(f"{parent} offset {content.strip()!r} is not a number",
-                                        path=self.name, line=self._line()) from None
+            self.doc.id = content.strip()
+        elif tag == "offset" and unit is not None and parent == unit.kind:
+            unit.offset, unit.offset_line = content, self._line()
         elif tag == "text" and parent == "annotation" and self.ann is not None:
-            self.ann["text"] = content
-        elif tag == "text" and self.unit is not None and parent == self.unit["kind"]:
-            self.unit["text"] = content
+            self.ann.text = content
+        elif tag == "text" and unit is not None and parent == unit.kind:
+            unit.text = content
         elif tag == "infon":
-            target = self.ann if parent == "annotation" else self.unit if parent in ("passage", "sentence") else None
+            target = (self.ann.infons if parent == "annotation" and self.ann is not None
+                      else unit.infons if unit is not None and parent in ("passage", "sentence") else None)
             if target is not None:
-                target["infons"][self.infon_key or ""] = content
-        elif tag in ("passage", "sentence") and self.unit is not None:
-            unit = self.unit
-            self.unit = unit["parent"]
-            if unit["text"] is not None:
-                if unit["offset"] is None:
-                    raise CorpusFormatError(f"a <{tag}> without <offset>", path=self.name, line=unit["line"])
-                self.doc["units"].append(unit)
+                target[self.infon_key or ""] = content
+        elif tag in ("passage", "sentence") and unit is not None:
+            self.doc.units.append(self.units.pop())
         elif tag == "annotation" and self.ann is not None:
-            self._annotation(self.ann)
+            self.doc.annotations.append(self.ann)
             self.ann = None
         elif tag == "document":
-            self.done.append(self._document(self.doc))
+            self.done.append(self.doc)
             self.doc = None
 
-    def _annotation(self, ann: Dict) -> None:
-        line = ann["line"]
-        if not ann["locations"]:
-            self.doc["ignored"]["annotations without location"] += 1
-            return
-        infons = ann["infons"]
-        kind = infons.get("type") or infons.get("Type") or infons.get("category")
-        if not kind:
-            raise CorpusFormatError("an annotation without a type infon", path=self.name, line=line)
-        segments = tuple(sorted((o, o + n) for o, n in ann["locations"]))
-        concept = infons.get("identifier") or infons.get("Identifier") or infons.get("MESH") or None
-        mention = Mention(start=segments[0][0], end=max(e for _, e in segments), type=kind, text=ann["text"],
-                          source=f"{self.name}:{line}", id=ann["id"], concept=concept,
-                          segments=segments if len(segments) > 1 else ())
-        self.doc["mentions"].append((line, mention))
 
-    def _document(self, doc: Dict) -> StandoffDocument:
-        if not doc["id"]:
-            raise CorpusFormatError("a document without an <id>", path=self.name, line=doc["line"])
-        units = sorted(doc["units"], key=lambda u: u["offset"])
-        # sentences inside a passage that has its own text are part of that text: keep outermost units
-        pieces: List[str] = []
-        passages: List[Passage] = []
-        end = 0
-        for unit in units:
-            offset, text = unit["offset"], unit["text"]
-            if offset < end:
-                if offset + len(text) <= end and unit["kind"] == "sentence":
-                    continue
-                raise CorpusFormatError(f"{unit['kind']} at offset {offset} overlaps the text before it "
-                                        f"(which ends at {end})", path=self.name, line=unit["line"])
-            pieces.append(" " * (offset - end))
-            pieces.append(text)
-            end = offset + len(text)
-            if unit["kind"] == "passage":
-                passages.append(Passage(offset=offset, text=text, infons=dict(unit["infons"])))
-        text = "".join(pieces)
-        for line, mention in doc["mentions"]:
-            _check_mention(mention, text, path=self.name, line=line)
-        return StandoffDocument(id=doc["id"], text=text, mentions=[m for _, m in doc["mentions"]],
-                                passages=passages, source=f"{self.name}:{doc['line']}", ignored=doc["ignored"])
+class _Where:
+    """A locator at a fixed place (for errors raised by the handler)."""
+
+    def __init__(self, line: int, column: int) -> None:
+        self.line, self.column = line, column
+
+    def getLineNumber(self) -> int:  # noqa: N802
+        return self.line
+
+    def getColumnNumber(self) -> int:  # noqa: N802
+        return self.column
+
+    def getSystemId(self) -> None:  # noqa: N802
+        return None
+
+    def getPublicId(self) -> None:  # noqa: N802
+        return None
+
+
+def bioc_elements(path: Path, *, name: Optional[str] = None) -> Iterator[BioCElement]:
+    """The ``<document>`` elements of a BioC XML file (``.gz`` too), streamed, as written.
+
+    path (Path): the file.
+    name (Optional[str]): the name shown in errors.
+    RETURNS (Iterator[BioCElement]): invalid XML is a DocumentFormatError (``file:line``, ``column``,
+        ``xml_error``) raised after the documents before it.
+    """
+    name = name or str(path)
+    handler = _BioCHandler()
+    parser = xml.sax.make_parser()
+    parser.setFeature(xml.sax.handler.feature_external_ges, False)
+    parser.setContentHandler(handler)
+    from xml.sax.expatreader import ExpatLocator
+
+    handler.setDocumentLocator(ExpatLocator(parser))  # feed() does not set it (parse() does)
+    with open_binary(path) as raw:
+        try:
+            parser.feed(b"")  # starts the parser: an empty file is then "no element found", as it should be
+            while True:
+                chunk = raw.read(1 << 16)
+                if not chunk:
+                    break
+                parser.feed(chunk)
+                yield from handler.done
+                handler.done = []
+            parser.close()
+        except xml.sax.SAXParseException as err:
+            yield from handler.done
+            raise DocumentFormatError(f"invalid XML ({err.getMessage()})", path=name, line=err.getLineNumber(),
+                                      column=err.getColumnNumber(), xml_error=err.getMessage()) from None
+    yield from handler.done
+
+
+def _bioc_mention(ann: BioCAnnotation, doc: BioCElement, name: str) -> Optional[Mention]:
+    """The mention an annotation stands for (None, counted in ``ignored``, when it has no location)."""
+    locations = []
+    for offset, length, line in ann.locations:
+        try:
+            locations.append((int(offset), int(length)))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise CorpusFormatError("a <location> needs integer offset and length", path=name, line=line) from None
+    if not locations:
+        doc.ignored["annotations without location"] += 1
+        return None
+    infons = ann.infons
+    kind = infons.get("type") or infons.get("Type") or infons.get("category")
+    if not kind:
+        raise CorpusFormatError("an annotation without a type infon", path=name, line=ann.line)
+    segments = tuple(sorted((o, o + n) for o, n in locations))
+    concept = infons.get("identifier") or infons.get("Identifier") or infons.get("MESH") or None
+    return Mention(start=segments[0][0], end=max(e for _, e in segments), type=kind, text=ann.text,
+                   source=f"{name}:{ann.line}", id=ann.id, concept=concept,
+                   segments=segments if len(segments) > 1 else ())
+
+
+def _bioc_document(doc: BioCElement, name: str) -> StandoffDocument:
+    units = []
+    for unit in doc.units:
+        if unit.offset is not None:
+            try:
+                int(unit.offset.strip())
+            except ValueError:
+                raise CorpusFormatError(f"{unit.kind} offset {unit.offset.strip()!r} is not a number",
+                                        path=name, line=unit.offset_line) from None
+        if unit.text is None:
+            continue
+        if unit.offset is None:
+            raise CorpusFormatError(f"a <{unit.kind}> without <offset>", path=name, line=unit.line)
+        units.append(unit)
+    mentions = [(ann.line, m) for ann in doc.annotations if (m := _bioc_mention(ann, doc, name)) is not None]
+    if not doc.id:
+        raise CorpusFormatError("a document without an <id>", path=name, line=doc.line)
+    units.sort(key=lambda u: int(u.offset.strip()))  # type: ignore[union-attr]
+    # sentences inside a passage that has its own text are part of that text: keep outermost units
+    pieces: List[str] = []
+    passages: List[Passage] = []
+    end = 0
+    for unit in units:
+        offset, text = int(unit.offset.strip()), unit.text  # type: ignore[union-attr]
+        assert text is not None
+        if offset < end:
+            if offset + len(text) <= end and unit.kind == "sentence":
+                continue
+            raise CorpusFormatError(f"{unit.kind} at offset {offset} overlaps the text before it "
+                                    f"(which ends at {end})", path=name, line=unit.line)
+        pieces.append(" " * (offset - end))
+        pieces.append(text)
+        end = offset + len(text)
+        if unit.kind == "passage":
+            passages.append(Passage(offset=offset, text=text, infons=dict(unit.infons)))
+    text = "".join(pieces)
+    for line, mention in mentions:
+        _check_mention(mention, text, path=name, line=line)
+    return StandoffDocument(id=doc.id, text=text, mentions=[m for _, m in mentions],
+                            passages=passages, source=f"{name}:{doc.line}", ignored=doc.ignored)
 
 
 def read_bioc(path: Path, *, name: Optional[str] = None) -> Iterator[StandoffDocument]:
@@ -485,28 +688,8 @@ def read_bioc(path: Path, *, name: Optional[str] = None) -> Iterator[StandoffDoc
     RETURNS (Iterator[StandoffDocument]): one per ``<document>``.
     """
     name = name or str(path)
-    handler = _BioCHandler(name)
-    parser = xml.sax.make_parser()
-    parser.setFeature(xml.sax.handler.feature_external_ges, False)
-    parser.setContentHandler(handler)
-    from xml.sax.expatreader import ExpatLocator
-
-    handler.setDocumentLocator(ExpatLocator(parser))  # feed() does not set it (parse() does)
-    raw: IO[bytes] = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
-    with raw:
-        try:
-            while True:
-                chunk = raw.read(1 << 16)
-                if not chunk:
-                    break
-                parser.feed(chunk)
-                yield from handler.done
-                handler.done = []
-            parser.close()
-        except xml.sax.SAXParseException as err:
-            raise CorpusFormatError(f"invalid XML ({err.getMessage()})", path=name,
-                                    line=err.getLineNumber()) from None
-    yield from handler.done
+    for doc in bioc_elements(path, name=name):
+        yield _bioc_document(doc, name)
 
 
 def escape(text: str) -> str:
@@ -519,32 +702,53 @@ BIOC_HEAD = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTE
 BIOC_TAIL = "</collection>\n"
 
 
+def bioc_annotation(*, id: str, type: str, spans: Iterable[Tuple[int, int]], text: str,
+                    infons: Optional[Dict[str, str]] = None) -> str:
+    """An ``<annotation>`` line: its type infon, other infons, one location per span, its text.
+
+    id (str): the annotation id.
+    type (str): the entity type.
+    spans (Iterable[Tuple[int, int]]): document offsets (several: a discontinuous mention).
+    text (str): the mention text.
+    infons (Optional[Dict[str, str]]): infons after the type (``identifier``, ``score``…).
+    """
+    more = "".join(f"<infon key={quoteattr(k)}>{escape(v)}</infon>" for k, v in (infons or {}).items())
+    locations = "".join(f'<location offset="{s}" length="{e - s}"/>' for s, e in spans)
+    return (f'<annotation id="{escape(id)}"><infon key="type">{escape(type)}</infon>{more}{locations}'
+            f'<text>{escape(text)}</text></annotation>\n')
+
+
+def bioc_passage(passage: Passage, annotations: Iterable[str]) -> str:
+    """A ``<passage>``: its infons, offset and text, then the given ``<annotation>`` lines."""
+    infons = "".join(f"<infon key={quoteattr(k)}>{escape(v)}</infon>" for k, v in passage.infons.items())
+    return (f"<passage>{infons}<offset>{passage.offset}</offset><text>{escape(passage.text)}</text>\n"
+            + "".join(annotations) + "</passage>\n")
+
+
+def bioc_document_xml(doc_id: str, passages: Iterable[str]) -> str:
+    """A ``<document>``: its id and the given ``<passage>`` elements."""
+    return f"<document><id>{escape(doc_id)}</id>\n" + "".join(passages) + "</document>\n"
+
+
 def bioc_document(doc: StandoffDocument) -> str:
     """A BioC ``<document>``: its passages (one at offset 0 holding the whole text when it has none)
     and each mention, with its location(s), in the passage that holds it."""
     text = doc.text or ""
     passages = doc.passages or [Passage(offset=0, text=text)]
-    out = io.StringIO()
-    out.write(f"<document><id>{escape(doc.id)}</id>\n")
     placed = set()
+    out = []
     for p in passages:
-        out.write("<passage>")
-        for key, value in p.infons.items():
-            out.write(f"<infon key={quoteattr(key)}>{escape(value)}</infon>")
-        out.write(f"<offset>{p.offset}</offset><text>{escape(p.text)}</text>\n")
         end = p.offset + len(p.text)
+        annotations = []
         for i, m in enumerate(doc.mentions):
             if i in placed or not (p.offset <= m.start and m.end <= end or p is passages[-1]):
                 continue
             placed.add(i)
-            concept = "" if not m.concept else f'<infon key="identifier">{escape(m.concept)}</infon>'
-            locations = "".join(f'<location offset="{s}" length="{e - s}"/>'
-                                for s, e in (m.segments or ((m.start, m.end),)))
-            out.write(f'<annotation id="{escape(m.id or f"T{i + 1}")}"><infon key="type">{escape(m.type)}</infon>'
-                      f'{concept}{locations}<text>{escape(m.text)}</text></annotation>\n')
-        out.write("</passage>\n")
-    out.write("</document>\n")
-    return out.getvalue()
+            annotations.append(bioc_annotation(id=m.id or f"T{i + 1}", type=m.type,
+                                               spans=m.segments or ((m.start, m.end),), text=m.text,
+                                               infons={"identifier": m.concept} if m.concept else None))
+        out.append(bioc_passage(p, annotations))
+    return bioc_document_xml(doc.id, out)
 
 
 # ---------------------------------------------------------------- brat
