@@ -129,6 +129,16 @@ def test_bioc_passage_gap_and_discontinuous_annotation(tmp_path):
     assert "x.xml:2" in example and "20-24;35-45" in example
 
 
+def test_bioc_passage_text_with_its_sentences_inside(tmp_path):
+    xml = ("<collection><document><id>d1</id><passage><offset>0</offset><text>Aspirin helps. It works.</text>"
+           "<sentence><offset>0</offset><text>Aspirin helps.</text></sentence>"
+           "<sentence><offset>15</offset><text>It works.</text></sentence></passage></document></collection>")
+    path = tmp_path / "s.xml"
+    path.write_text(xml, encoding="utf8")
+    (doc,) = read_documents(path)
+    assert doc.text == "Aspirin helps. It works." and [p.offset for p in doc.passages] == [0]
+
+
 def test_brat_crlf_non_ascii_and_other_lines(tmp_path):
     text = "Über p53.\r\nα-synuclein binds\r\nPARK2."
     (tmp_path / "d.txt").write_bytes(text.encode("utf8"))

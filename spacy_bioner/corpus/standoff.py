@@ -652,8 +652,9 @@ def _bioc_document(doc: BioCElement, name: str) -> StandoffDocument:
     mentions = [(ann.line, m) for ann in doc.annotations if (m := _bioc_mention(ann, doc, name)) is not None]
     if not doc.id:
         raise CorpusFormatError("a document without an <id>", path=name, line=doc.line)
-    units.sort(key=lambda u: int(u.offset.strip()))  # type: ignore[union-attr]
     # sentences inside a passage that has its own text are part of that text: keep outermost units
+    # (a passage before the sentences at its offset: they end, and so are listed, before it)
+    units.sort(key=lambda u: (int(u.offset.strip()), u.kind == "sentence"))  # type: ignore[union-attr]
     pieces: List[str] = []
     passages: List[Passage] = []
     end = 0
