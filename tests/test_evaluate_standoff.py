@@ -126,3 +126,22 @@ def test_markdown_standoff_report_per_type_delta(gold, tmp_path):
     ws, _ = evaluate(ruler_pipeline(tmp_path / "ws", whitespace=True), gold, tmp_path)
     report = markdown_standoff_report(ws, title="t")
     assert "| Disease | 0.00 | 100.00 | -100.00 |" in report
+
+
+def test_evaluate_brat_gold_folder(tmp_path):
+    folder = tmp_path / "brat"
+    folder.mkdir()
+    for pmid, title, abstract in DOCS:
+        text = f"{title}\n{abstract}\n"
+        (folder / f"{pmid}.txt").write_text(text, encoding="utf8")
+        lines, n = [], 0
+        for word, label in (("BRCA1", "Gene"), ("TP53", "Gene"), ("breast cancer", "Disease")):
+            start = text.find(word)
+            while start >= 0:
+                n += 1
+                lines.append(f"T{n}\t{label} {start} {start + len(word)}\t{word}")
+                start = text.find(word, start + 1)
+        (folder / f"{pmid}.ann").write_text("\n".join(lines) + "\n", encoding="utf8")
+    m, _ = evaluate(ruler_pipeline(tmp_path / "model"), folder, tmp_path)
+    assert m["gold_format"] == "brat" and m["n_documents"] == 2 and m["n_gold"] == 8
+    assert m["raw_text"]["overall"]["strict"]["f"] == 1.0 and m["gold_tokens"]["overall"]["strict"]["f"] == 1.0
