@@ -51,6 +51,7 @@ from . import assets as _assets  # noqa: E402,F401
 from . import configs as _configs  # noqa: E402,F401
 from . import convert as _convert  # noqa: E402,F401
 from . import evaluate as _evaluate  # noqa: E402,F401
+from . import huggingface as _huggingface  # noqa: E402,F401
 from . import package as _package  # noqa: E402,F401
 from . import split as _split  # noqa: E402,F401
 from . import annotate as _annotate  # noqa: E402,F401

@@ -64,12 +64,12 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
 @Language.factory(
     "bioner_tagger",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_config={"model": DEFAULT_MODEL, "scheme": "iob2", "spans_key": SPANS_KEY,
+    default_config={"model": DEFAULT_MODEL, "scheme": "iob2", "spans_key": SPANS_KEY, "constrained": True,
                     "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_bioner_tagger(nlp: Language, name: str, model: Model[List[Doc], List[Floats2d]], scheme: str,
-                       spans_key: Optional[str], scorer: Optional[Callable]) -> "BioNERTagger":
+                       spans_key: Optional[str], scorer: Optional[Callable], constrained: bool = True) -> "BioNERTagger":
     """A token-classification NER head with constrained decoding.
 
     model (Model[List[Doc], List[Floats2d]]): tag scores per token (``spacy_bioner.TokenClassifier.v1``).
@@ -77,21 +77,27 @@ def make_bioner_tagger(nlp: Language, name: str, model: Model[List[Doc], List[Fl
     spans_key (Optional[str]): ``doc.spans`` key of the entities with their confidences in
         ``doc.spans[spans_key].attrs["scores"]`` (``null``: no confidences, decoding only).
     scorer (Optional[Callable]): scores ``doc.ents`` (spaCy's NER scorer).
+    constrained (bool): decode with the constrained Viterbi (default); ``false``: each token's most
+        probable tag, read as Hugging Face's token-classification pipeline reads it (an ``I-X`` after
+        ``O`` opens an entity), for the same entities as an HF checkpoint's argmax.
     """
-    return BioNERTagger(nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, scorer=scorer)
+    return BioNERTagger(nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, scorer=scorer,
+                        constrained=constrained)
 
 
 class BioNERTagger(TrainablePipe):
     """Token classification over entity tags, decoded into ``doc.ents``."""
 
     def __init__(self, vocab: Vocab, model: Model, name: str = "bioner_tagger", *, scheme: str = "iob2",
-                 spans_key: Optional[str] = SPANS_KEY, scorer: Optional[Callable] = None) -> None:
+                 spans_key: Optional[str] = SPANS_KEY, scorer: Optional[Callable] = None,
+                 constrained: bool = True) -> None:
         if scheme not in HEAD_SCHEMES:
             raise ValueError(f"bioner_tagger: unknown scheme {scheme!r}; choose one of {', '.join(HEAD_SCHEMES)}")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.spans_key = spans_key
+        self.constrained = constrained
         self.cfg: Dict = {"labels": [], "scheme": scheme}
         self.scorer = scorer
         self._tables: Optional[TagTables] = None
@@ -170,9 +176,14 @@ class BioNERTagger(TrainablePipe):
         segments = [doc_logp[start:end] for doc_logp, doc_bounds in zip(per_doc, bounds)
                     for start, end in doc_bounds]
         allowed, start, end = self.tables.transitions
-        paths = viterbi(segments, allowed=allowed, start=start, end=end)
-        probs = None
-        if confidence:
+        if not self.constrained:  # each token's most probable tag (Hugging Face's argmax)
+            paths = [_host(s.argmax(axis=1)).astype("int32") for s in segments]
+            probs = ([_host(ops.xp.exp(s))[numpy.arange(len(p)), p] for s, p in zip(segments, paths)]
+                     if confidence else None)
+        else:
+            paths = viterbi(segments, allowed=allowed, start=start, end=end)
+            probs = None
+        if confidence and probs is None:
             probs = [m[numpy.arange(len(path)), path] if len(path) else numpy.zeros((0,), dtype="float32")
                      for m, path in zip(marginals(segments, allowed=allowed, start=start, end=end), paths)]
         tag_ids, confidences, k = [], [], 0
@@ -261,6 +272,10 @@ class BioNERTagger(TrainablePipe):
         self.model.get_ref("output").set_dim("nO", len(self.tags))
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
+
+
+def _host(array) -> numpy.ndarray:
+    return array.get() if hasattr(array, "get") else numpy.asarray(array)
 
 
 def same_tokens(example: Example) -> bool:
