@@ -265,3 +265,49 @@ def bad_inputs(tiny, tmp_path_factory):
 ])
 def test_bad_inputs_are_one_line_errors(bad_inputs, args, needles):
     assert_one_line_error(run_cli(args, bad_inputs), *needles)
+
+
+# ------------------------------------------------------------------------------- continued fine-tuning
+def _train_from(pipeline, corpus, out, steps=2, rate=1e-5):
+    from spacy_bioner.training.config import build_config
+    from spacy_bioner.training.run import run_training
+
+    config = build_config("transformer", head="tagger", overrides={
+        "paths.backbone": "./nowhere", "paths.train": str(corpus), "paths.dev": str(corpus),
+        "training.max_steps": steps, "training.eval_frequency": steps, "training.batcher.size": 4,
+        "training.optimizer.learn_rate.initial_rate": rate})
+    return run_training(config, out, init_from=pipeline)
+
+
+def test_training_continues_from_an_imported_pipeline(imported, train_file, tmp_path):
+    """The classifier and encoder start from the imported weights (the backbone path is never needed)."""
+    import spacy
+
+    record = _train_from(imported["bert"], train_file, tmp_path / "run")
+    assert record.init_from["sourced"] == ["transformer", "bioner_tagger"]
+    assert record.init_from["labels_added"] == [] and record.backbone is None
+    before = spacy.load(imported["bert"]).get_pipe("bioner_tagger").model.get_ref("output").get_param("W")
+    after = spacy.load(record.model_last).get_pipe("bioner_tagger").model.get_ref("output").get_param("W")
+    assert after.shape == before.shape
+    numpy.testing.assert_allclose(after, before, atol=1e-3)  # two tiny steps: still the imported classifier
+    assert abs(after - before).max() > 0  # and it did train
+
+
+def test_new_labels_extend_the_classifier(imported, write, tmp_path):
+    import spacy
+
+    corpus = write("aspirin\tB-Chemical\nand\tO\nBRCA1\tB-Gene\n.\tO\n\n" * 4, name="chem.tsv")
+    record = _train_from(imported["bert"], corpus, tmp_path / "run")
+    assert record.init_from["labels_added"] == ["Chemical"]
+    before = spacy.load(imported["bert"]).get_pipe("bioner_tagger")
+    after = spacy.load(record.model_last).get_pipe("bioner_tagger")
+    assert after.labels == ("Disease", "Gene", "Chemical")
+    W0, W1 = (t.model.get_ref("output").get_param("W") for t in (before, after))
+    assert W1.shape == (7, W0.shape[1])
+    numpy.testing.assert_allclose(W1[:5], W0, atol=1e-3)  # the checkpoint's tags keep their rows
+
+
+def test_init_from_a_pipeline_with_another_head_is_one_line(bad_inputs, train_file):
+    proc = run_cli(["train", "transformer", "--head", "tagger", "-o", "out", "--init-from", "ner_pipeline",
+                    "--paths.train", train_file, "--paths.dev", train_file], bad_inputs)
+    assert_one_line_error(proc, "--init-from", "bioner_tagger")

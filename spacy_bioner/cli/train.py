@@ -52,6 +52,9 @@ def train_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     head: Optional[str] = HEAD,
     adversarial: Optional[str] = ADVERSARIAL,
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="Continue from this pipeline's transformer and head (a trained or import-hf "
+                                  "pipeline; new labels get new classifier rows)"),
 ) -> None:
     """Train a pipeline: merge the configs, check the backbone, fit the schedule, run spaCy's loop.
 
@@ -65,7 +68,12 @@ def train_cli(
     with friendly_errors():
         overrides = config_overrides(ctx.args)
         config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides=overrides)
-        record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides)
+        record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides,
+                              init_from=init_from)
+    if record.init_from:
+        added = record.init_from["labels_added"]
+        msg.info(f"Started from {record.init_from['init_from']} ({', '.join(record.init_from['sourced'])})"
+                 + (f"; added labels: {', '.join(added)}" if added else ""))
     if record.backbone:
         msg.info(f"Backbone: {config['paths']['backbone']} → {record.backbone}")
     msg.info(f"{record.steps} steps ({record.epochs} epochs, schedule: {record.schedule['source']}), "

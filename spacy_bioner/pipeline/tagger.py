@@ -15,7 +15,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model
+from thinc.api import Config, Linear, Model
 from thinc.types import Floats2d
 
 from ..corpus.sentences import sentence_bounds
@@ -128,19 +128,37 @@ class BioNERTagger(TrainablePipe):
         return self._tables
 
     def add_label(self, label: str) -> int:
+        """Add an entity label; on a trained component its tags get new output rows (zero weights), so
+        every existing tag keeps its scores.
+
+        label (str): the entity label.
+        RETURNS (int): 1 when added, 0 when already known.
+        """
         if not isinstance(label, str):
             raise ValueError(f"bioner_tagger: a label must be a string, got {label!r}")
         if label in self.labels:
             return 0
-        self._allow_extra_label()
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
+        self._grow_output()
         return 1
 
-    def _allow_extra_label(self) -> None:
+    def _grow_output(self) -> None:
+        """Give tags added after the output layer has weights their rows: zero weights and bias, appended
+        (:func:`~.decoding.tag_names` puts a new label's tags last)."""
         output = self.model.get_ref("output")
-        if output.has_dim("nO") and output.get_dim("nO") is not None and output.has_param("W"):
-            raise ValueError(f"bioner_tagger: cannot add a label after training started (labels: {self.labels})")
+        if not (output.has_dim("nO") and output.get_dim("nO") is not None and output.has_param("W")):
+            return
+        W, b = output.get_param("W"), output.get_param("b")
+        extra = len(self.tags) - W.shape[0]
+        if extra <= 0:
+            return
+        xp = output.ops.xp
+        grown = Linear(nO=len(self.tags), nI=W.shape[1])
+        grown.initialize()
+        grown.set_param("W", xp.concatenate([W, output.ops.alloc2f(extra, W.shape[1])]))
+        grown.set_param("b", xp.concatenate([b, output.ops.alloc1f(extra)]))
+        self.model.replace_node(output, grown)
 
     # -------------------------------------------------------------- prediction
     def predict(self, docs: Iterable[Doc]) -> TaggerPrediction:

@@ -58,6 +58,8 @@ class RunRecord:
     nonfinite_loss_step: Optional[int] = None
     #: The losses of the last step, per component.
     final_losses: Dict[str, float] = field(default_factory=dict)
+    #: ``--init-from``: the pipeline training started from, what was sourced, labels kept and added.
+    init_from: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -88,6 +90,7 @@ def run_training(
     explicit_total_steps: bool = False,
     stdout: Optional[IO] = None,
     stderr: Optional[IO] = None,
+    init_from: Optional[Path] = None,
 ) -> RunRecord:
     """Train one pipeline and record the run.
 
@@ -97,13 +100,21 @@ def run_training(
     explicit_total_steps (bool): the schedule's ``total_steps`` was set on purpose.
     stdout (Optional[IO]): where spaCy's progress table goes (default: ``sys.stdout`` at call time).
     stderr (Optional[IO]): where spaCy's logger writes warnings (default: ``sys.stderr``).
+    init_from (Optional[Path]): continue from this pipeline's transformer and head
+        (:func:`~spacy_bioner.training.init_from.init_from_pipeline`); the backbone is not loaded.
     RETURNS (RunRecord): also written to ``output_dir/run.json``.
     """
     from spacy.training.initialize import init_nlp
 
     start = time.perf_counter()
     check_corpus_paths(config)
-    backbone = check_backbone(config)
+    init_record = None
+    if init_from is not None:
+        from .init_from import init_from_pipeline
+
+        config, init_record = init_from_pipeline(config, Path(init_from), output_dir=output_dir)
+    backbone = check_backbone(config) if init_record is None or "transformer" not in init_record["sourced"] \
+        else None
     if any(isinstance(c, dict) and c.get("factory") == "bioner_adversarial"
            for c in config.get("components", {}).values()):
         from ..pipeline import adversarial  # noqa: F401  (registers the factory without the entry points)
@@ -152,6 +163,7 @@ def run_training(
         config=json.loads(json.dumps(config, default=str)),
         nonfinite_loss_step=progress.get("nonfinite_loss_step"),
         final_losses=progress.get("final_losses", {}),
+        init_from=init_record,
     )
     record.to_disk(output_dir / RUN_RECORD)
     return record

@@ -1,0 +1,79 @@
+"""Continued fine-tuning: start a training run from a trained or imported pipeline (``train --init-from``).
+
+The config's ``transformer`` and entity head are *sourced* from the pipeline (spaCy's
+``[components.NAME] source``), so training continues from its weights with the run's own
+settings for everything else (corpus, schedule, optimizer). A ``bioner_tagger`` keeps its
+classifier when the training corpus has the same labels; labels the pipeline does not know
+are added with new output rows (its known tags keep their weights), in a copy of the pipeline
+written beside the run.
+"""
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from thinc.api import Config
+
+from ..errors import ConfigValueError
+
+#: Where the copy with added labels goes, inside the run's output folder.
+STAGED = "init-pipeline"
+
+
+def corpus_labels(config: Config) -> List[str]:
+    """The entity labels of the config's training corpus, read with its own reader.
+
+    config (Config): a full training config whose train corpus can be read.
+    RETURNS (List[str]): sorted labels.
+    """
+    import spacy
+    from spacy.util import resolve_dot_names
+
+    resolved = config.interpolate()
+    nlp = spacy.blank(resolved["nlp"]["lang"])
+    (corpus,) = resolve_dot_names(resolved, [resolved["training"]["train_corpus"]])
+    return sorted({ent.label_ for eg in corpus(nlp) for ent in eg.reference.ents})
+
+
+def init_from_pipeline(config: Config, pipeline: Path, *, output_dir: Path) -> Tuple[Config, Dict[str, Any]]:
+    """Source the config's components that the pipeline also has (same name and factory).
+
+    config (Config): the merged training config.
+    pipeline (Path): a trained or imported pipeline folder.
+    output_dir (Path): the run's output folder (a copy with added labels is written there).
+    RETURNS (Tuple[Config, Dict[str, Any]]): the config with ``source`` blocks, and a record: the
+        pipeline, sourced components, labels kept and added.
+    RAISES ConfigValueError: the pipeline lacks the config's transformer or head, or has another head.
+    """
+    from ..models.inference import load_pipeline
+    from ..pipeline.tagger import BioNERTagger
+
+    nlp = load_pipeline(pipeline)
+    config = Config(config).copy()
+    wanted = list(config["nlp"]["pipeline"])
+    factories = {name: config["components"][name].get("factory") for name in wanted}
+    sourced = [name for name in wanted if name in nlp.pipe_names and factories[name] != "doc_cleaner"
+               and nlp.get_pipe_meta(name).factory == factories[name]]
+    trainable = [name for name in wanted if factories[name] not in ("doc_cleaner", None)]
+    missing = [name for name in trainable if name not in sourced]
+    if missing:
+        theirs = ", ".join(f"{n} ({nlp.get_pipe_meta(n).factory})" for n in nlp.pipe_names)
+        raise ConfigValueError(f"--init-from {pipeline}: it has no {', '.join(missing)} of the config's factory "
+                               f"(its components: {theirs}); pick the same --head as the pipeline's")
+    record: Dict[str, Any] = {"init_from": str(pipeline), "sourced": sourced, "labels_kept": [],
+                              "labels_added": []}
+    source = Path(pipeline)
+    for name in sourced:
+        component = nlp.get_pipe(name)
+        if isinstance(component, BioNERTagger):
+            labels = corpus_labels(config)
+            added = [label for label in labels if label not in component.labels]
+            record["labels_kept"] = [label for label in component.labels]
+            record["labels_added"] = added
+            for label in added:
+                component.add_label(label)
+            if added:
+                source = Path(output_dir) / STAGED
+                source.mkdir(parents=True, exist_ok=True)
+                nlp.to_disk(source)
+    for name in sourced:
+        config["components"][name] = {"source": str(source), "component": name}
+    return config, record
