@@ -163,6 +163,40 @@ def test_imported_pipeline_tags_each_word_with_hf_argmax(family, checkpoints, im
     assert n_entities > 3  # the classifier tags something, so the comparison means something
 
 
+def test_a_decoder_checkpoint_imports_onto_decoder_tagger(tiny, tmp_path):
+    """GPT-2 token classification: DecoderTagger pooling each word's first subword, the same entities as HF's
+    argmax. Every word here follows a space, as DecoderTagger tokenizes it (the first with a space too:
+    ``add_prefix_space``); like the real GPT-2 tokenizer, no token type ids."""
+    import spacy
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from spacy_bioner.packaging.huggingface import import_hf
+    from spacy_bioner.pipeline.decoding import tags_to_spans
+
+    checkpoint = make_checkpoint(tiny["gpt2"], tmp_path / "tc_gpt2")
+    record = import_hf(str(checkpoint), tmp_path / "p", constrained=False)
+    assert record["decoder"] and record["architecture"] == "GPT2ForTokenClassification"
+    nlp = spacy.load(tmp_path / "p")
+    assert "transformer" not in nlp.pipe_names
+    tagger = nlp.get_pipe("bioner_tagger")
+    tok = AutoTokenizer.from_pretrained(checkpoint, add_prefix_space=True)
+    model = AutoModelForTokenClassification.from_pretrained(checkpoint).eval()
+    for text in TEXTS:
+        doc = nlp(text)
+        words = [t.text for t in doc]
+        enc = tok(words, is_split_into_words=True, return_tensors="pt", return_token_type_ids=False)
+        with torch.no_grad():
+            best = model(**enc).logits[0].argmax(-1).tolist()
+        first = {}
+        for pos, w in enumerate(enc.word_ids()):
+            if w is not None and w not in first:
+                first[w] = pos
+        hf_tags = [model.config.id2label[best[first[w]]] for w in range(len(words))]
+        expected = tags_to_spans([tagger.tags.index(t) for t in hf_tags], tagger.tags)
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == expected, (text, hf_tags)
+
+
 def test_scores_equal_the_checkpoints_logits(checkpoints, imported):
     import spacy
 

@@ -3,8 +3,9 @@
 * :func:`import_hf`: a checkpoint (folder or hub name, offline first) becomes a pipeline
   ``transformer`` (``TransformerModel.v4`` over the checkpoint's encoder) → ``bioner_tagger``
   (its output layer holds the checkpoint's classifier rows, mapped by :mod:`.hf_labels`) →
-  ``doc_cleaner``; the folder holds every weight, so ``spacy.load`` needs neither the
-  checkpoint nor a network.
+  ``doc_cleaner``; a causal decoder (GPT-2, Llama…) becomes ``bioner_tagger`` over
+  ``DecoderTagger.v1`` (first-subword pooling, as HF scores a word). The folder holds every
+  weight, so ``spacy.load`` needs neither the checkpoint nor a network.
 * :func:`export_hf`: a ``bioner_tagger`` pipeline with first-subword pooling becomes a standard
   ``AutoModelForTokenClassification`` folder (safetensors, tokenizer, ``id2label``, model card).
 
@@ -67,6 +68,16 @@ def load_token_classifier(source: str) -> Tuple[Any, str]:
     return model, where
 
 
+def is_decoder(config: Any) -> bool:
+    """Whether a checkpoint's architecture is a causal decoder only (GPT-2, Llama…), read by
+    ``spacy_bioner.DecoderTagger.v1``, not an encoder that also has a causal-LM head (BERT, RoBERTa)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    kind = config.model_type
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
 def classifier_layer(model: Any) -> Any:
     """The checkpoint's final ``Linear`` (``model.classifier``, as every HF encoder token classifier names it)."""
     import torch
@@ -118,16 +129,24 @@ def import_hf(source: Union[str, Path], output: Path, *, constrained: bool = Tru
     hf, where = load_token_classifier(str(source))
     mapping = read_label_scheme(hf.config.id2label, bare_label=bare_label)
     layer = classifier_layer(hf)
+    decoder = is_decoder(hf.config)
     settings = {"paths.backbone": where, "components.bioner_tagger.scheme": mapping.head_scheme,
                 "components.bioner_tagger.constrained": constrained}
+    if decoder:  # HF scores a word by its first subword; DecoderTagger pools the last by default
+        settings.update({"components.bioner_tagger.model.tok2vec.pooling": "first",
+                         "components.bioner_tagger.model.tok2vec.tokenizer_config": {"use_fast": True}})
     settings.update(overrides or {})
-    config = build_config("transformer", head="tagger", overrides=settings)
+    config = build_config("transformer", backbone="gpt2" if decoder else None, head="tagger", overrides=settings)
     config["initialize"].setdefault("components", {})["bioner_tagger"] = {"labels": list(mapping.labels)}
     with _quiet_transformers():
         nlp = load_model_from_config(config, auto_fill=True, validate=True)
         nlp.initialize(lambda: [Example(nlp.make_doc("x"), nlp.make_doc("x"))])
-    trf = _transformer_of(nlp)
-    module = trf.model.layers[0].shims[0]._model
+    if decoder:
+        from ..models.decoder import decoder_modules
+
+        module = decoder_modules(_tagger_of(nlp).model)[0]
+    else:
+        module = _transformer_of(nlp).model.layers[0].shims[0]._model
     missing, unexpected = module.load_state_dict(hf.base_model.state_dict(), strict=False)
     missing = [k for k in missing if not k.startswith("pooler.")]
     if missing:
@@ -145,7 +164,7 @@ def import_hf(source: Union[str, Path], output: Path, *, constrained: bool = Tru
                              f"{output_layer.get_param('W').shape[1]}")
     output_layer.set_param("W", output_layer.ops.asarray2f(W))
     output_layer.set_param("b", output_layer.ops.asarray1f(b))
-    record = {"source": str(source), "loaded_from": where, "model_type": hf.config.model_type,
+    record = {"source": str(source), "loaded_from": where, "model_type": hf.config.model_type, "decoder": decoder,
               "architecture": type(hf).__name__, "scheme": mapping.scheme, "head_scheme": mapping.head_scheme,
               "labels": list(mapping.labels), "checkpoint_labels": [hf.config.id2label[i] for i in
                                                                    range(hf.config.num_labels)],
