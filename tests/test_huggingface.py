@@ -345,3 +345,18 @@ def test_init_from_a_pipeline_with_another_head_is_one_line(bad_inputs, train_fi
     proc = run_cli(["train", "transformer", "--head", "tagger", "-o", "out", "--init-from", "ner_pipeline",
                     "--paths.train", train_file, "--paths.dev", train_file], bad_inputs)
     assert_one_line_error(proc, "--init-from", "bioner_tagger")
+
+
+def test_imported_pipeline_works_in_evaluate_and_annotate(imported, train_file, tmp_path):
+    """An imported pipeline works in `evaluate` (int8 too) and `annotate`, from the command line."""
+    proc = run_cli(["evaluate", imported["bert"], train_file, "-o", tmp_path / "m.json", "--int8", "--bootstrap", "0"],
+                   tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert "seqeval" in metrics and metrics["words_per_second"] > 0
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n"
+                                               for i, t in enumerate(TEXTS)))
+    proc = run_cli(["annotate", imported["bert"], tmp_path / "in.jsonl", tmp_path / "out.jsonl"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["0", "1", "2", "3"] and any(r["entities"] for r in rows)
