@@ -1,7 +1,7 @@
 # Two entry points for a fresh clone: `make demo` (the main job) and `make test`.
 # Both create .venv when missing, install torch==2.13.0 first when no torch is
 # present (a bare `torch` requirement pulls GBs of CUDA wheels), then the package; `make test`
-# adds the ray extra (so the Ray Tune sweep and Ray Data annotate tests run, not skip).
+# adds the ray and onnx extras (so the Ray Tune sweep, Ray Data annotate and ONNX Runtime tests run, not skip).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[test,ray]"
+	$(PY) -m pip install -q -e ".[test,ray,onnx]"
 	@touch $@
 
 install: $(STAMP)

@@ -260,7 +260,7 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
              progress: bool = True, on_buffer: Optional[Callable[[AnnotateStats], None]] = None,
              backend: str = "local", address: Optional[str] = None, gpus_per_actor: float = 0.0,
              shard_size: int = 2000, min_confidence: Optional[float] = None,
-             retry_errors: bool = False) -> AnnotateStats:
+             retry_errors: bool = False, runtime: str = "torch") -> AnnotateStats:
     """Annotate every record of INPUT with a trained pipeline, streaming, into OUTPUT.
 
     model (Union[str, Path]): pipeline folder or installed package.
@@ -283,6 +283,8 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
         with one that sets none it is a one-line error).
     retry_errors (bool): annotate the error file's records again (read from INPUT): those annotated are
         appended to OUTPUT and leave the error file, the others stay in it with their new reason.
+    runtime (str): ``torch``, ``onnx`` or ``auto`` (see :mod:`spacy_bioner.models.onnx_runtime`); every
+        worker and Ray actor runs the same one, from one cached graph.
     RETURNS (AnnotateStats): counts, seconds, words/s, peak RSS. A failure of the job (not of a record)
         is a :class:`~.worker.JobFailure`, after OUTPUT and the error file are flushed; it says to continue
         with ``--resume``, or with ``--retry-errors`` when retrying.
@@ -296,6 +298,10 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
     from ..models.buckets import check_ratio
 
     check_ratio(length_buckets)
+    from ..models.onnx_runtime import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
     if backend not in ("local", "ray"):
         raise ValueError(f"--backend {backend}: choose local or ray")
     if output_format not in OUTPUT_FORMATS:
@@ -318,7 +324,7 @@ def annotate(model: Union[str, Path], input_path: Path, output: Path, *, fmt: Op
                  errors.with_name(errors.name + ".tmp")))
     if output_format == "pubtator":
         records = writable_ids(records)
-    settings = dict(gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, max_chars=max_chars)
+    settings = dict(gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, max_chars=max_chars, runtime=runtime)
     if not resume and not retry_errors:  # before loading anything
         for path in (output, errors):
             if path.exists() and path.stat().st_size:

@@ -96,7 +96,7 @@ def register_components(factories: Set[str]) -> None:
 
 
 def prepare_pipeline(model: Union[str, "Path"], *, gpu_id: int = -1, length_buckets: float = 0.8,
-                     int8: bool = False, max_chars: int = 1_000_000) -> "Language":
+                     int8: bool = False, max_chars: int = 1_000_000, runtime: str = "torch") -> "Language":
     """Load a pipeline for annotation: GPU or CPU, speed-ups, a doc cleaner, ``max_length``.
 
     model (Union[str, Path]): pipeline folder or installed package name.
@@ -104,13 +104,14 @@ def prepare_pipeline(model: Union[str, "Path"], *, gpu_id: int = -1, length_buck
     length_buckets (float): length-bucket ratio for every transformer, overriding the config's (0: off).
     int8 (bool): int8 dynamic quantization (CPU).
     max_chars (int): the longest passage accepted (spaCy's ``nlp.max_length``).
+    runtime (str): ``torch``, ``onnx`` or ``auto`` (see :mod:`spacy_bioner.models.onnx_runtime`).
     """
     from ..gpu import require_gpu
     from ..models.inference import add_doc_cleaner, load_pipeline, speed_up
 
     require_gpu(gpu_id)
     nlp = load_pipeline(model, register=register_components)
-    speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8)
+    speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, runtime=runtime)
     add_doc_cleaner(nlp)
     nlp.max_length = max(nlp.max_length, max_chars + 1)
     return nlp

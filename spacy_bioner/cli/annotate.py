@@ -32,6 +32,7 @@ def annotate_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     length_buckets: float = typer.Option(0.8, "--length-buckets", help="Sub-batch by length (0 = off)"),
     int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU)"),
+    runtime: str = typer.Option("torch", "--runtime", help="Inference runtime: torch, onnx (ONNX Runtime, the spacy-bioner[onnx] extra) or auto (onnx where it can run)"),
     max_chars: int = typer.Option(1_000_000, "--max-chars", help="Longer documents go to the error file"),
     backend: str = typer.Option("local", "--backend", help="local (this machine) or ray (Ray Data, sharded)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
@@ -52,7 +53,7 @@ def annotate_cli(
                              buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id,
                              length_buckets=length_buckets, int8=int8, max_chars=max_chars, backend=backend,
                              address=address, gpus_per_actor=gpus_per_actor, shard_size=shard_size,
-                             min_confidence=min_confidence, retry_errors=retry_errors)
+                             min_confidence=min_confidence, retry_errors=retry_errors, runtime=runtime)
         except (ValueError, FileExistsError, ImportError, JobFailure) as err:
             fail(" ".join(str(err).split("\n")))
     error_file = errors or default_errors_path(output)

@@ -145,6 +145,7 @@ def evaluate_cli(
     length_buckets: float = typer.Option(0.8, "--length-buckets",
                                          help="Sub-batch padded batches by length (ratio in (0, 1], 0 = off)"),
     int8: bool = typer.Option(False, "--int8", help="int8 dynamic quantization (CPU; faster, F1 may move a little)"),
+    runtime: str = typer.Option("torch", "--runtime", help="Inference runtime: torch, onnx (ONNX Runtime, the spacy-bioner[onnx] extra) or auto (onnx where it can run)"),
     noise: Optional[str] = typer.Option(None, "--noise", help="Also score seeded noisy copies: "
                                         "typo,typo_mention,typo_context,case,hyphen,spelling,swap or all"),
     noise_train: Optional[Path] = typer.Option(None, "--noise-train",
@@ -177,8 +178,8 @@ def evaluate_cli(
             fail("--noise: for IOB/.spacy gold only (noisy copies are made of gold tokens)")
         return _evaluate_standoff(model, data, gpu_id=gpu_id, batch_size=batch_size, output=output, report=report,
                                   plots=plots, n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
-                                  int8=int8, gold_format=gold_format, labels=labels, label_map=label_map,
-                                  gold_tokenizer=gold_tokenizer)
+                                  int8=int8, runtime=runtime, gold_format=gold_format, labels=labels,
+                                  label_map=label_map, gold_tokenizer=gold_tokenizer)
     given = [name for name, value in standoff_only.items() if value is not None]
     if given:
         fail(f"{', '.join(given)}: for standoff gold only (PubTator, BioC, brat); {data} is read as IOB/.spacy "
@@ -194,7 +195,8 @@ def evaluate_cli(
     with friendly_errors():
         pairs, metrics = evaluate_model(model, data, gpu_id=gpu_id, batch_size=batch_size,
                                         n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
-                                        int8=int8, noise=kinds, noise_train=noise_train, noise_rate=noise_rate,
+                                        int8=int8, runtime=runtime, noise=kinds, noise_train=noise_train,
+                                        noise_rate=noise_rate,
                                         warn=msg.warn)
         write_outputs(metrics, pairs, output=output, report=report, plots=plots, title=f"{model} on {data}")
         print_headline(metrics)
@@ -210,8 +212,8 @@ def evaluate_cli(
 
 def _evaluate_standoff(model: Path, data: Path, *, gpu_id: int, batch_size: int, output: Optional[Path],
                        report: Optional[Path], plots: Optional[Path], n_bootstrap: int, seed: int,
-                       length_buckets: float, int8: bool, gold_format: Optional[str], labels: Optional[str],
-                       label_map: Optional[Path], gold_tokenizer: Optional[str]) -> None:
+                       length_buckets: float, int8: bool, runtime: str, gold_format: Optional[str],
+                       labels: Optional[str], label_map: Optional[Path], gold_tokenizer: Optional[str]) -> None:
     """``evaluate`` on standoff gold: raw text and gold tokens, at character level, timed per document."""
     from ..corpus.align import load_tokenizer
     from ..evaluation.charlevel import CHAR_SCHEMES, load_label_map
@@ -228,6 +230,7 @@ def _evaluate_standoff(model: Path, data: Path, *, gpu_id: int, batch_size: int,
             fail(" ".join(str(err).split()))
         metrics = evaluate_standoff(model, data, gold_format=gold_format, gpu_id=gpu_id, batch_size=batch_size,
                                     n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets, int8=int8,
+                                    runtime=runtime,
                                     labels=keep, label_map=mapping, gold_tokenizer=tokenizer, warn=msg.warn)
         if plots is not None:
             msg.warn("--plots: not drawn for character-level scores (see the report)")

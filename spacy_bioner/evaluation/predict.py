@@ -137,7 +137,7 @@ def robustness(nlp: "Language", gold: Sequence["Doc"], kinds: Sequence[str], *, 
 
 def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, batch_size: int = 64,
                    n_bootstrap: int = 1000, seed: int = 0, length_buckets: float = 0.8, int8: bool = False,
-                   noise: Sequence[str] = (), noise_train: Optional[Path] = None, noise_rate: float = 0.2,
+                   runtime: str = "torch", noise: Sequence[str] = (), noise_train: Optional[Path] = None, noise_rate: float = 0.2,
                    warn=None) -> Tuple[List[SentencePair], Dict[str, Any]]:
     """Load a pipeline, predict on ``data`` and score.
 
@@ -149,6 +149,7 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     seed (int): bootstrap seed.
     length_buckets (float): length-bucket ratio for every transformer, overriding the config's (0: off).
     int8 (bool): int8 dynamic quantization of the transformers (CPU; not bit-identical).
+    runtime (str): ``torch``, ``onnx`` or ``auto`` (see :mod:`spacy_bioner.models.onnx_runtime`).
     noise (Sequence[str]): noise kinds to score on too (``metrics["robustness"]``).
     noise_train (Optional[Path]): corpus whose mentions ``swap`` draws (None: the test set's own).
     noise_rate (float): noise rate.
@@ -160,7 +161,7 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
 
     require_gpu(gpu_id)
     nlp = load_pipeline(model, register=register_components)
-    inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8)
+    inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, runtime=runtime)
     gold = require_tokens(load_corpus_docs(data, vocab=nlp.vocab), data)
     known = entity_labels(nlp)
     unknown = unknown_gold_labels(known, gold)

@@ -168,7 +168,8 @@ def tokenization_cost(raw: Dict[str, Any], gold_tokens: Dict[str, Any]) -> Dict[
 
 def evaluate_standoff(model: Union[str, Path], gold_path: Path, *, gold_format: Optional[str] = None,
                       gpu_id: int = -1, batch_size: int = 64, n_bootstrap: int = 1000, seed: int = 0,
-                      length_buckets: float = 0.8, int8: bool = False, labels: Optional[Collection] = None,
+                      length_buckets: float = 0.8, int8: bool = False, runtime: str = "torch",
+                      labels: Optional[Collection] = None,
                       label_map: Optional[Mapping[str, Optional[str]]] = None,
                       gold_tokenizer: Optional[Callable] = None, warn=None) -> Dict[str, Any]:
     """Load a pipeline and score it at character offsets on standoff gold, on raw text and on gold tokens.
@@ -182,6 +183,7 @@ def evaluate_standoff(model: Union[str, Path], gold_path: Path, *, gold_format: 
     seed (int): bootstrap seed.
     length_buckets (float): length-bucket ratio for every transformer (0: off).
     int8 (bool): int8 dynamic quantization (CPU).
+    runtime (str): ``torch``, ``onnx`` or ``auto`` (see :mod:`spacy_bioner.models.onnx_runtime`).
     labels (Optional[Collection]): score only these types (after mapping), gold and predicted.
     label_map (Optional[Mapping[str, Optional[str]]]): type → type (None drops), gold and predicted.
     gold_tokenizer (Optional[Callable]): tokenizer of the gold-token pass (None: ``convert``'s default).
@@ -194,7 +196,7 @@ def evaluate_standoff(model: Union[str, Path], gold_path: Path, *, gold_format: 
     require_gpu(gpu_id)
     documents = read_gold_documents(gold_path, gold_format)
     nlp = load_pipeline(model, register=register_components)
-    inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8)
+    inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, runtime=runtime)
     add_doc_cleaner(nlp)
     nlp.max_length = max(nlp.max_length, max(len(d.text or "") for d in documents) + 1)
 

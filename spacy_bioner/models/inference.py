@@ -2,7 +2,7 @@
 
 * :func:`load_pipeline`: ``spacy.load`` with one-line errors for what is not a pipeline;
 * :func:`add_doc_cleaner`: predicted Docs drop the transformer's outputs once their entities are set;
-* :func:`speed_up`: the two speed-ups below, as ``evaluate --length-buckets/--int8`` and ``annotate`` apply them.
+* :func:`speed_up`: the speed-ups below, as ``evaluate``/``annotate`` ``--runtime/--length-buckets/--int8`` apply them.
 
 Speed-ups for a loaded pipeline's transformers:
 
@@ -10,7 +10,9 @@ Speed-ups for a loaded pipeline's transformers:
   that predates them (``TransformerModel.v1``/``.v2``): same entities, less padding;
 * int8 dynamic quantization of the ``Linear`` layers (CPU only): PyTorch's
   ``quantize_dynamic``, weights stored as int8, activations quantized per batch.
-  Faster on CPU, not bit-identical: report its F1 next to the fp32 one.
+  Faster on CPU, not bit-identical: report its F1 next to the fp32 one;
+* ``--runtime onnx``: the encoders on ONNX Runtime (:mod:`.onnx_runtime`), where
+  ``--int8`` is ONNX Runtime's dynamic quantization of the graph instead.
 """
 import warnings
 from pathlib import Path
@@ -94,24 +96,42 @@ def add_doc_cleaner(nlp: "Language") -> "Language":
     return nlp
 
 
-def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False) -> Dict[str, Any]:
-    """Inference speed-ups for a loaded pipeline (length buckets, int8).
+def speed_up(nlp: "Language", *, gpu_id: int = -1, length_buckets: float = 0.8, int8: bool = False,
+             runtime: str = "torch") -> Dict[str, Any]:
+    """Inference speed-ups for a loaded pipeline (runtime, length buckets, int8).
 
     nlp (Language): the pipeline.
     gpu_id (int): GPU index, -1 for CPU (int8 is CPU only: a one-line error on a GPU).
     length_buckets (float): bucket ratio for every transformer, overriding the config's (0: off).
-    int8 (bool): dynamic int8 quantization of the transformers' Linear layers.
+    int8 (bool): dynamic int8 quantization: of the transformers' Linear layers on torch, of the graph on ONNX.
+    runtime (str): ``torch``, ``onnx`` or ``auto`` (ONNX where it can run, torch elsewhere); see
+        :mod:`.onnx_runtime`.
     RETURNS (Dict[str, Any]): what was applied, for the metrics.
     """
     if int8 and gpu_id >= 0:
         raise ModelLoadError("--int8 is for CPU inference; drop it with --gpu-id (or use mixed precision)")
+    check_runtime(runtime)
     try:
-        patched = add_length_buckets(nlp, ratio=length_buckets)
+        check_ratio(length_buckets)
     except ValueError as err:
         raise ModelLoadError(str(err)) from None
-    quantized = quantize_int8(nlp) if int8 else 0
-    return {"length_buckets": length_buckets, "length_buckets_set": patched, "int8": bool(int8),
+    applied: Dict[str, Any] = {"runtime": "torch"}
+    if runtime != "torch":
+        from .onnx_runtime import use_onnx
+
+        applied = use_onnx(nlp, runtime=runtime, int8=int8, gpu_id=gpu_id)
+    patched = add_length_buckets(nlp, ratio=length_buckets)
+    quantized = quantize_int8(nlp) if int8 else 0  # torch modules only: ONNX graphs are quantized already
+    return {**applied, "length_buckets": length_buckets, "length_buckets_set": patched, "int8": bool(int8),
             "int8_modules": quantized}
+
+
+def check_runtime(runtime: str) -> None:
+    """A known ``--runtime``, or a one-line error."""
+    from .onnx_runtime import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise ModelLoadError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
 
 
 def torch_modules(nlp: "Language") -> Iterator[Any]:
@@ -162,6 +182,8 @@ def quantize_int8(nlp: "Language") -> int:
         if param is not None and param.device.type != "cpu":
             raise ValueError("int8 quantization is for CPU inference; drop --int8 on a GPU "
                              "(use mixed precision there)")
+        if getattr(module, "graph_path", None):
+            continue  # on ONNX Runtime (its graph carries the quantization)
         if not any(isinstance(m, torch.nn.Linear) for m in module.modules()):
             continue  # e.g. GPT-2's Conv1D layers: nothing dynamic quantization can take
         with warnings.catch_warnings():

@@ -1,0 +1,178 @@
+"""``--runtime onnx``: a pipeline's encoders on ONNX Runtime (tiny BERT, RoBERTa and DeBERTa pipelines built here).
+
+Skips without the ``onnx`` extra, except the tests of what happens when it is missing."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from .test_cli_errors import assert_one_line_error, run_cli
+from .test_huggingface import TEXTS, make_checkpoint
+
+HAVE_ONNX = all(__import__("importlib").util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="needs the onnx extra: pip install 'spacy-bioner[onnx]'")
+FAMILIES = ("bert", "roberta", "deberta")
+
+
+@pytest.fixture(scope="module")
+def pipelines(tiny, tmp_path_factory):
+    """Each tiny checkpoint imported as a constrained (Viterbi) pipeline."""
+    from spacy_bioner.packaging.huggingface import import_hf
+
+    root = tmp_path_factory.mktemp("onnx")
+    out = {}
+    for family in FAMILIES:
+        checkpoint = make_checkpoint(tiny[family], root / f"tc_{family}")
+        import_hf(str(checkpoint), root / family)
+        out[family] = root / family
+    return out
+
+
+def hidden_states(nlp, texts):
+    """The transformer's last hidden state at every real (unmasked) subword, for a batch of texts."""
+    docs = [nlp.make_doc(t) for t in texts]
+    batch = nlp.get_pipe("transformer").predict(docs)
+    hidden = batch.model_output.last_hidden_state
+    hidden = hidden.detach().numpy() if hasattr(hidden, "detach") else numpy.asarray(hidden)
+    mask = numpy.asarray(batch.wordpieces.attention_mask).astype(bool)
+    return hidden[mask]
+
+
+@needs_onnx
+@pytest.mark.parametrize("family", FAMILIES)
+def test_onnx_hidden_states_and_entities_equal_torch(family, pipelines, tmp_path):
+    import spacy
+
+    from spacy_bioner.models.inference import speed_up
+
+    torch_nlp, onnx_nlp = spacy.load(pipelines[family]), spacy.load(pipelines[family])
+    info = speed_up(onnx_nlp, runtime="onnx")
+    assert info["runtime"] == "onnx" and info["length_buckets_set"] == 1, info
+    record = info["onnx"]["transformer"]
+    assert os.path.exists(record["graph"]) and record["opset"] >= 13
+    assert type(onnx_nlp.get_pipe("transformer").model.layers[0].shims[0]._model).__name__ == "OnnxTransformer"
+    texts = TEXTS + ["short", "A much longer sentence , " * 6 + "with many words to pad the others ."]
+    ours, theirs = hidden_states(onnx_nlp, texts), hidden_states(torch_nlp, texts)
+    assert ours.shape == theirs.shape and numpy.abs(ours - theirs).max() < 1e-4
+    for a, b in zip(torch_nlp.pipe(texts), onnx_nlp.pipe(texts)):
+        assert [(e.start, e.end, e.label_) for e in a.ents] == [(e.start, e.end, e.label_) for e in b.ents]
+
+
+@needs_onnx
+def test_graph_is_cached_by_weights_checksum(pipelines):
+    import spacy
+    import torch
+
+    from spacy_bioner.models.onnx_runtime import use_onnx
+
+    path = pipelines["bert"]
+    first = use_onnx(spacy.load(path))["onnx"]["transformer"]
+    again = use_onnx(spacy.load(path))["onnx"]["transformer"]
+    assert again["cached"] and again["graph"] == first["graph"]
+    changed = spacy.load(path)  # as if retrained: one weight moves
+    module = changed.get_pipe("transformer").model.layers[0].shims[0]._model
+    with torch.no_grad():
+        next(module.parameters())[0, 0] += 1.0
+    fresh = use_onnx(changed)["onnx"]["transformer"]
+    assert not fresh["cached"] and fresh["graph"] != first["graph"]
+    assert fresh["weights_sha256"] != first["weights_sha256"]
+
+
+@needs_onnx
+def test_int8_quantizes_the_graph_not_the_torch_module(pipelines):
+    import spacy
+
+    from spacy_bioner.models.inference import speed_up
+
+    nlp = spacy.load(pipelines["roberta"])
+    info = speed_up(nlp, runtime="onnx", int8=True)
+    graph = info["onnx"]["transformer"]["graph"]
+    assert graph.endswith("-int8.onnx") and info["int8_modules"] == 0
+    fp32 = graph.replace("-int8.onnx", "-fp32.onnx")
+    assert os.path.getsize(graph) < os.path.getsize(fp32)
+    assert [len(doc) for doc in nlp.pipe(TEXTS)] == [len(nlp.make_doc(t)) for t in TEXTS]
+
+
+@needs_onnx
+def test_a_switched_pipeline_cannot_be_saved(pipelines, tmp_path):
+    import spacy
+
+    from spacy_bioner.models.onnx_runtime import use_onnx
+
+    nlp = spacy.load(pipelines["bert"])
+    use_onnx(nlp)
+    with pytest.raises(RuntimeError, match="inference only"):
+        nlp.to_disk(tmp_path / "saved")
+
+
+@needs_onnx
+def test_decoder_tagger_is_one_line_and_auto_leaves_it_on_torch(tiny, tmp_path):
+    import spacy
+
+    from spacy_bioner.models.onnx_runtime import use_onnx
+    from spacy_bioner.packaging.huggingface import import_hf
+
+    import_hf(str(make_checkpoint(tiny["gpt2"], tmp_path / "tc_gpt2")), tmp_path / "p")
+    (tmp_path / "gold.tsv").write_text("BRCA1\tB-Gene\ncauses\tO\ncancer\tB-Disease\n", encoding="utf8")
+    proc = run_cli(["evaluate", tmp_path / "p", tmp_path / "gold.tsv", "--runtime", "onnx"], tmp_path)
+    assert_one_line_error(proc, "bioner_tagger", "decoder tagger", "--runtime auto")
+    nlp = spacy.load(tmp_path / "p")
+    info = use_onnx(nlp, runtime="auto")
+    assert info["runtime"] == "torch" and info["torch_components"] == ["bioner_tagger"]
+    assert [len(doc) for doc in nlp.pipe(TEXTS)]  # still tags, on torch
+
+
+def test_missing_onnxruntime_is_one_line_naming_the_extra(pipelines, tmp_path):
+    """Also where ONNX Runtime is installed: a stub that fails to import stands in for it."""
+    stub = tmp_path / "stub"
+    (stub / "onnxruntime").mkdir(parents=True)
+    (stub / "onnxruntime" / "__init__.py").write_text("raise ImportError('no onnxruntime here')\n")
+    (tmp_path / "gold.tsv").write_text("BRCA1\tB-Gene\ncauses\tO\ncancer\tB-Disease\n", encoding="utf8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "PYTHONIOENCODING": "utf-8"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "spacy_bioner", *map(str, args)], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=300)
+
+    proc = cli("evaluate", pipelines["bert"], tmp_path / "gold.tsv", "--runtime", "onnx")
+    assert_one_line_error(proc, "spacy-bioner[onnx]")
+    proc = cli("evaluate", pipelines["bert"], tmp_path / "gold.tsv", "--runtime", "auto",
+               "--output", tmp_path / "m.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["inference"]["runtime"] == "torch"
+
+
+def test_unknown_runtime_is_one_line(pipelines, tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"id": "1", "text": "BRCA1 causes cancer."}\n', encoding="utf8")
+    proc = run_cli(["annotate", pipelines["bert"], tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+                    "--runtime", "tensorrt"], tmp_path)
+    assert_one_line_error(proc, "--runtime tensorrt", "torch, onnx, auto")
+
+
+@needs_onnx
+def test_annotate_on_onnx_resumes_as_on_torch(pipelines, tmp_path):
+    """A killed ONNX job resumed with --resume ends with the records, ids and entities of one torch run."""
+    records = [{"id": f"d{i}", "text": TEXTS[i % len(TEXTS)] + f" Case {i} ."} for i in range(12)]
+    whole = tmp_path / "in.jsonl"
+    whole.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf8")
+    part = tmp_path / "part.jsonl"
+    part.write_text("".join(json.dumps(r) + "\n" for r in records[:5]), encoding="utf8")
+    model = pipelines["deberta"]
+    assert run_cli(["annotate", model, whole, tmp_path / "torch.jsonl"], tmp_path).returncode == 0
+    onnx_out = tmp_path / "onnx.jsonl"
+    # the "killed" job: only the first records reached OUTPUT
+    proc = run_cli(["annotate", model, part, onnx_out, "--runtime", "onnx", "--batch-size", "2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(["annotate", model, whole, onnx_out, "--runtime", "onnx", "--resume"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    def read(path):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+        return [(r["id"], [(e["start"], e["end"], e["label"]) for e in r["entities"]]) for r in rows]
+
+    assert read(onnx_out) == read(tmp_path / "torch.jsonl")
+    assert len(read(onnx_out)) == 12
