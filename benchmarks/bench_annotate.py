@@ -113,18 +113,37 @@ def run_scale(args) -> None:
         print(f"built {args.scale:,} documents ({built['bad_records']} bad records) in "
               f"{time.perf_counter() - start:.0f}s, {src.stat().st_size / 2**20:.0f} MiB gzipped")
         stats = annotate(args.model, src, tmp / "out.jsonl", n_process=max(args.n_process, 1),
-                         int8=args.int8, batch_size=BATCH, progress=True)
+                         int8=args.int8, runtime=args.runtime, batch_size=BATCH, progress=True)
         out_lines = sum(1 for _ in open(tmp / "out.jsonl", encoding="utf8"))
         err_lines = sum(1 for _ in open(tmp / "out.jsonl.errors.jsonl", encoding="utf8"))
     result = {"model": str(args.model), **built, **stats.to_dict(), "output_lines": out_lines,
-              "error_lines": err_lines, "n_process": max(args.n_process, 1), "int8": args.int8}
+              "error_lines": err_lines, "n_process": max(args.n_process, 1), "int8": args.int8,
+              "runtime": args.runtime, **projection(stats.words_per_second, max(args.n_process, 1))}
     print("\n| documents | words | entities | seconds | docs/s | words/s | peak RSS (MiB) | error file |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {stats.documents:,} | {stats.words:,} | {stats.entities:,} | {stats.seconds:,.0f} | "
           f"{stats.docs_per_second:,.1f} | {stats.words_per_second:,.0f} | {stats.peak_rss_mib:,.0f} | {err_lines} |")
+    print(f"\nPubMed abstracts ({result['pubmed_assumption']}): {result['pubmed_days_2_cores']:.1f} days on "
+          f"a 2-core node, {result['pubmed_days_64_cores']:.2f} days on a 64-core node")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+#: PubMed: ~36 M abstracts of ~250 words (title + abstract), the corpus-scale job users run.
+PUBMED_ABSTRACTS = 36_000_000
+PUBMED_WORDS_PER_ABSTRACT = 250
+
+
+def projection(words_per_second: float, cores_used: int, *, node_cores: int = 2) -> Dict[str, float]:
+    """Days to annotate PubMed's abstracts at this speed, on this 2-core node and on a 64-core node
+    (linear in cores: workers share nothing but the input)."""
+    words = PUBMED_ABSTRACTS * PUBMED_WORDS_PER_ABSTRACT
+    per_core = words_per_second / max(node_cores, 1)
+    return {"pubmed_days_2_cores": words / (per_core * 2) / 86400 if per_core else float("inf"),
+            "pubmed_days_64_cores": words / (per_core * 64) / 86400 if per_core else float("inf"),
+            "pubmed_assumption": f"{PUBMED_ABSTRACTS:,} abstracts x {PUBMED_WORDS_PER_ABSTRACT} words, "
+                                 "linear in cores"}
 
 
 def count_words(texts: List[str]) -> int:
@@ -183,6 +202,7 @@ def main() -> None:
     parser.add_argument("--n-process", type=int, default=0, help="also annotate with this many processes")
     parser.add_argument("--scale", type=int, default=0, help="annotate this many PubMed-sized documents instead")
     parser.add_argument("--int8", action="store_true", help="--scale: annotate with --int8")
+    parser.add_argument("--runtime", default="torch", help="--scale: annotate with --runtime torch|onnx|auto")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--hf-system", choices=["pipeline", "forward"], help=argparse.SUPPRESS)
     parser.add_argument("--texts", help=argparse.SUPPRESS)
