@@ -118,7 +118,7 @@ def run_scale(args) -> None:
         err_lines = sum(1 for _ in open(tmp / "out.jsonl.errors.jsonl", encoding="utf8"))
     result = {"model": str(args.model), **built, **stats.to_dict(), "output_lines": out_lines,
               "error_lines": err_lines, "n_process": max(args.n_process, 1), "int8": args.int8,
-              "runtime": args.runtime, **projection(stats.words_per_second, max(args.n_process, 1))}
+              "runtime": args.runtime, **projection(stats.words_per_second)}
     print("\n| documents | words | entities | seconds | docs/s | words/s | peak RSS (MiB) | error file |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {stats.documents:,} | {stats.words:,} | {stats.entities:,} | {stats.seconds:,.0f} | "
@@ -135,7 +135,7 @@ PUBMED_ABSTRACTS = 36_000_000
 PUBMED_WORDS_PER_ABSTRACT = 250
 
 
-def projection(words_per_second: float, cores_used: int, *, node_cores: int = 2) -> Dict[str, float]:
+def projection(words_per_second: float, *, node_cores: int = 2) -> Dict[str, Any]:
     """Days to annotate PubMed's abstracts at this speed, on this 2-core node and on a 64-core node
     (linear in cores: workers share nothing but the input)."""
     words = PUBMED_ABSTRACTS * PUBMED_WORDS_PER_ABSTRACT

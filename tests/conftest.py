@@ -22,6 +22,23 @@ TRAIN = (
 
 
 @pytest.fixture(scope="session")
+def fresh_venv(tmp_path_factory):
+    """A venv without the project, with the CPU build of torch (as `make` installs it first), shared by the
+    wheel-install tests: ``(python, pip install command, env without the checkout)``."""
+    import os
+    import subprocess
+    import sys
+
+    venv = tmp_path_factory.mktemp("fresh_venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--no-compile"]  # no .pyc: faster
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run(pip + ["torch==2.13.0"], check=True, env=env, cwd=venv)
+    return venv, pip, env
+
+
+@pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """Tiny random-init backbones of each tokenizer family (built offline, once per session)."""
     from .tiny_models import FAMILIES, build_tiny_backbone

@@ -73,7 +73,7 @@ def test_the_demo_packages_with_spacy_bioner_package():
 
 
 @pytest.mark.slow
-def test_demo_wheel_installs_in_a_fresh_venv_from_its_dist_folder(tmp_path, tiny):
+def test_demo_wheel_installs_in_a_fresh_venv_from_its_dist_folder(tmp_path, tiny, fresh_venv):
     """Train a tiny tagger, add bioner_adversarial the old way, `spacy-bioner package` it as the demo does,
     then install into a fresh venv from the package index + that dist folder only, and tag a sentence."""
     from spacy_bioner.training.run import run_training
@@ -111,10 +111,7 @@ def test_demo_wheel_installs_in_a_fresh_venv_from_its_dist_folder(tmp_path, tiny
         assert configs and all(NAME not in zf.read(n).decode("utf8") for n in configs)
 
     packaged = time.perf_counter()
-    venv = tmp_path / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile"]  # no .pyc: faster
-    subprocess.run(pip + ["torch==2.13.0"], check=True, env=env, cwd=tmp_path)  # the CPU build, as `make` does
+    venv, pip, env = fresh_venv
     installed = subprocess.run(pip + ["--find-links", str(dist), "en_bioner_ncbi_tiny"], capture_output=True,
                                text=True, env=env, cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr[-3000:]

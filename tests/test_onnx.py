@@ -14,7 +14,21 @@ from .test_huggingface import TEXTS, make_checkpoint
 
 HAVE_ONNX = all(__import__("importlib").util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="needs the onnx extra: pip install 'spacy-bioner[onnx]'")
-FAMILIES = ("bert", "roberta", "deberta")
+FAMILIES = ("bert", "roberta", "deberta", "deberta_v3")
+#: DeBERTa-v3's disentangled relative attention (the tiny DeBERTa backbone uses absolute positions only).
+DEBERTA_V3 = {"relative_attention": True, "pos_att_type": ["p2c", "c2p"], "position_buckets": 8,
+              "max_relative_positions": -1, "position_biased_input": False, "share_att_key": True,
+              "norm_rel_ebd": "layer_norm", "type_vocab_size": 0}
+
+
+def deberta_v3_like(base, out):
+    """The tiny DeBERTa backbone with DeBERTa-v3's relative attention switched on (new weights random)."""
+    import shutil
+
+    shutil.copytree(base, out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, **DEBERTA_V3}))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +39,8 @@ def pipelines(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
     out = {}
     for family in FAMILIES:
-        checkpoint = make_checkpoint(tiny[family], root / f"tc_{family}")
+        base = deberta_v3_like(tiny["deberta"], root / "deberta_v3") if family == "deberta_v3" else tiny[family]
+        checkpoint = make_checkpoint(base, root / f"tc_{family}")
         import_hf(str(checkpoint), root / family)
         out[family] = root / family
     return out
@@ -55,6 +70,9 @@ def test_onnx_hidden_states_and_entities_equal_torch(family, pipelines, tmp_path
     assert os.path.exists(record["graph"]) and record["opset"] >= 13
     assert type(onnx_nlp.get_pipe("transformer").model.layers[0].shims[0]._model).__name__ == "OnnxTransformer"
     texts = TEXTS + ["short", "A much longer sentence , " * 6 + "with many words to pad the others ."]
+    if family == "deberta_v3":
+        config = torch_nlp.get_pipe("transformer").model.layers[0].shims[0]._model.config
+        assert config.relative_attention and config.position_buckets < 20  # relative positions are bucketed
     ours, theirs = hidden_states(onnx_nlp, texts), hidden_states(torch_nlp, texts)
     assert ours.shape == theirs.shape and numpy.abs(ours - theirs).max() < 1e-4
     for a, b in zip(torch_nlp.pipe(texts), onnx_nlp.pipe(texts)):
@@ -93,7 +111,46 @@ def test_int8_quantizes_the_graph_not_the_torch_module(pipelines):
     assert graph.endswith("-int8.onnx") and info["int8_modules"] == 0
     fp32 = graph.replace("-int8.onnx", "-fp32.onnx")
     assert os.path.getsize(graph) < os.path.getsize(fp32)
-    assert [len(doc) for doc in nlp.pipe(TEXTS)] == [len(nlp.make_doc(t)) for t in TEXTS]
+    ours, theirs = hidden_states(nlp, TEXTS), hidden_states(spacy.load(pipelines["roberta"]), TEXTS)
+    # int8 is not exact, but close: garbage output would be off by the states' own size
+    assert numpy.abs(ours - theirs).mean() < 0.1 * numpy.abs(theirs).mean()
+
+
+@needs_onnx
+def test_export_after_torch_length_buckets_is_the_plain_forward(pipelines, tmp_path):
+    """A pipeline whose torch module already runs length buckets (an instance forward) exports its plain
+    forward: tracing the buckets would bake the example's rows into the graph."""
+    import spacy
+
+    from spacy_bioner.models.inference import speed_up
+    from spacy_bioner.models.onnx_runtime import use_onnx
+
+    nlp = spacy.load(pipelines["bert"])
+    speed_up(nlp, runtime="torch", length_buckets=0.8)
+    list(nlp.pipe(TEXTS))
+    record = use_onnx(nlp, cache_dir=tmp_path / "cache")["onnx"]["transformer"]
+    assert not record["cached"] and record["max_abs_deviation"] < 1e-4
+    theirs = hidden_states(spacy.load(pipelines["bert"]), TEXTS)
+    assert numpy.abs(hidden_states(nlp, TEXTS) - theirs).max() < 1e-4
+
+
+@needs_onnx
+def test_gpu_without_onnxruntime_gpu_and_no_transformer_are_one_line(pipelines):
+    import spacy
+
+    from spacy_bioner.models.onnx_runtime import OnnxUnavailableError, use_onnx
+
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(OnnxUnavailableError, match="onnxruntime-gpu"):
+            use_onnx(spacy.load(pipelines["bert"]), gpu_id=0)
+        assert use_onnx(spacy.load(pipelines["bert"]), runtime="auto", gpu_id=0)["runtime"] == "torch"
+    blank = spacy.blank("en")
+    blank.add_pipe("sentencizer")
+    with pytest.raises(OnnxUnavailableError, match="has none"):
+        use_onnx(blank)
+    assert use_onnx(blank, runtime="auto")["runtime"] == "torch"
 
 
 @needs_onnx
@@ -161,14 +218,21 @@ def test_annotate_on_onnx_resumes_as_on_torch(pipelines, tmp_path):
     whole.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf8")
     part = tmp_path / "part.jsonl"
     part.write_text("".join(json.dumps(r) + "\n" for r in records[:5]), encoding="utf8")
-    model = pipelines["deberta"]
+    import shutil
+
+    model = shutil.copytree(pipelines["deberta"], tmp_path / "model", ignore=shutil.ignore_patterns("onnx"))
     assert run_cli(["annotate", model, whole, tmp_path / "torch.jsonl"], tmp_path).returncode == 0
+    assert not (model / "onnx").exists()
     onnx_out = tmp_path / "onnx.jsonl"
     # the "killed" job: only the first records reached OUTPUT
     proc = run_cli(["annotate", model, part, onnx_out, "--runtime", "onnx", "--batch-size", "2"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli(["annotate", model, whole, onnx_out, "--runtime", "onnx", "--resume"], tmp_path)
+    graphs = sorted((model / "onnx").glob("*-fp32.onnx"))
+    assert graphs  # the ONNX runtime ran (its graph is cached beside the pipeline)
+    proc = run_cli(["annotate", model, whole, onnx_out, "--runtime", "onnx", "--resume", "--n-process", "2"],
+                   tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert sorted((model / "onnx").glob("*-fp32.onnx")) == graphs  # the workers reused it
 
     def read(path):
         rows = [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]

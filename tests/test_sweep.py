@@ -200,7 +200,7 @@ def test_report_uses_dev_for_selection_and_seeds_for_spread():
 
 
 @pytest.mark.slow
-def test_best_run_wheel_installs_in_a_fresh_venv_and_tags(tmp_path, tiny):
+def test_best_run_wheel_installs_in_a_fresh_venv_and_tags(tmp_path, tiny, fresh_venv):
     """A tiny transformer + bioner_tagger (needs spacy-bioner's code) → wheel → fresh venv → spacy.load."""
     from spacy_bioner.experiments.package_best import package_best
 
@@ -224,11 +224,7 @@ def test_best_run_wheel_installs_in_a_fresh_venv_and_tags(tmp_path, tiny):
     assert card["corpus_license"].startswith("CC BY 4.0") and set(card["entity_types"]) == {"Disease", "Gene"}
     assert set(card["test"]["per_type"]) == {"Disease", "Gene"} and card["test"]["per_type"]["Gene"]["f_low"] is not None
     assert card["training"]["hardware"]["cpus"] and card["hyperparameters"]["learn_rate"] == 0.001
-    venv = tmp_path / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run(pip + ["torch==2.13.0"], check=True, env=env, cwd=tmp_path)  # the CPU build, as `make` does
+    venv, pip, env = fresh_venv
     subprocess.run(pip + ["--find-links", str(packages), str(out["wheel"])], check=True, env=env, cwd=tmp_path)
     code = ("import spacy, spacy_bioner; nlp = spacy.load('en_bioner_ncbi_disease_tinybert'); "
             "doc = nlp('BRCA7 mutations cause breast cancer .'); "

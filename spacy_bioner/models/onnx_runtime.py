@@ -83,12 +83,22 @@ def choose_opset(ort_version: str) -> int:
 
 
 def weights_checksum(module: Any) -> str:
-    """SHA-256 over a torch module's class, parameter names, shapes, dtypes and values.
+    """SHA-256 over a torch module's class, config, parameter names, shapes, dtypes and values, and the
+    versions of ONNX Runtime (major.minor: its fusions), torch (the exporter) and transformers.
 
     module (torch.nn.Module): the encoder.
-    RETURNS (str): hex digest; any change to a weight changes it.
+    RETURNS (str): hex digest; any change to a weight, the config or those versions changes it.
     """
-    digest = hashlib.sha256(f"{type(module).__module__}.{type(module).__name__}:{GRAPH_VERSION}".encode())
+    import onnxruntime
+    import torch
+    import transformers
+
+    ort_minor = ".".join(onnxruntime.__version__.split(".")[:2])
+    # the config, less where it was loaded from (spacy-transformers loads it from a temporary folder)
+    settings = module.config.to_dict() if hasattr(module.config, "to_dict") else {}
+    config = json.dumps({k: v for k, v in settings.items() if k != "_name_or_path"}, sort_keys=True, default=str)
+    digest = hashlib.sha256(f"{type(module).__module__}.{type(module).__name__}:{GRAPH_VERSION}:ort{ort_minor}:"
+                            f"torch{torch.__version__}:transformers{transformers.__version__}:{config}".encode())
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
@@ -117,7 +127,9 @@ def export_onnx(module: Any, path: Path, *, opset: int, token_type_ids: bool) ->
             self.encoder = encoder
 
         def forward(self, *inputs: Any) -> Any:
-            return self.encoder(**dict(zip(names, inputs)), return_dict=True).last_hidden_state
+            # the class's forward: an instance patch (length buckets) would be traced with the example's rows
+            plain = type(self.encoder).forward
+            return plain(self.encoder, **dict(zip(names, inputs)), return_dict=True).last_hidden_state
 
     ids = torch.full((2, 8), 5, dtype=torch.long)
     mask = torch.ones_like(ids)
@@ -232,9 +244,11 @@ def build_graph(module: Any, cache_dir: Path, *, int8: bool = False) -> Tuple[Pa
                 fused = optimize_graph(raw, Path(tmp) / "opt.onnx", model_type=getattr(config, "model_type", ""),
                                        num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
                                        hidden_size=int(getattr(config, "hidden_size", 0) or 0))
+                deviation = check_graph(module, Path(tmp) / "opt.onnx")
                 os.replace(Path(tmp) / "opt.onnx", fp32)
             record = {"inputs": inputs, "opset": opset, "model_type": getattr(config, "model_type", None),
                       "fused_operators": fused, "onnxruntime": ort.__version__, "weights_sha256": key,
+                      "max_abs_deviation": deviation,
                       "export_s": time.perf_counter() - start}
             _write_json(fp32.with_suffix(".json"), record)
         if int8:
@@ -244,6 +258,46 @@ def build_graph(module: Any, cache_dir: Path, *, int8: bool = False) -> Tuple[Pa
             record = {**record, "int8": True, "export_s": time.perf_counter() - start}
             _write_json(record_path, record)
         return target, {**record, "cached": False}
+
+
+#: Largest deviation from torch's hidden states accepted for a freshly exported fp32 graph.
+CHECK_TOLERANCE = 1e-3
+
+
+def check_graph(module: Any, graph: Path) -> float:
+    """Compare a fresh graph with the torch module on a batch unlike the export's example (3 rows of
+    different lengths, 13 positions), at the real positions; a graph that deviates is never cached.
+
+    RETURNS (float): the largest absolute deviation. Above :data:`CHECK_TOLERANCE`: a ValueError.
+    """
+    import numpy
+    import torch
+
+    ort = require_onnxruntime()
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    vocab = int(getattr(module.config, "vocab_size", 100) or 100)
+    ids = torch.randint(5, max(vocab, 6), (3, 13), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    mask[2, 4:] = 0
+    feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    names = [i.name for i in session.get_inputs()]
+    (ours,) = session.run(["last_hidden_state"], {n: feed[n].numpy() for n in names})
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            kwargs = {n: feed[n] for n in names}
+            theirs = type(module).forward(module, **kwargs, return_dict=True).last_hidden_state.numpy()
+    finally:
+        module.train(was_training)
+    real = mask.numpy().astype(bool)
+    deviation = float(numpy.abs(ours[real] - theirs[real]).max())
+    if not deviation <= CHECK_TOLERANCE:
+        raise ValueError(f"the exported graph's hidden states deviate from torch's by {deviation:.3g} "
+                         f"(more than {CHECK_TOLERANCE})")
+    return deviation
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
@@ -288,6 +342,11 @@ def _new_module_class() -> Any:
             self.config = config
             self.graph_path = str(graph)
             self.session = ort.InferenceSession(str(graph), _session_options(ort, threads), providers=providers)
+            if gpu_id >= 0 and self.session.get_providers()[0] != "CUDAExecutionProvider":
+                raise OnnxUnavailableError("the CUDA execution provider did not load (ONNX Runtime fell back to "
+                                           "the CPU): check onnxruntime-gpu's CUDA and cuDNN versions, or drop "
+                                           "--gpu-id")
+            self.provider = self.session.get_providers()[0]
             self.input_names = [i.name for i in self.session.get_inputs()]
             self._device = torch.device("cuda", gpu_id) if gpu_id >= 0 else torch.device("cpu")
 
@@ -385,10 +444,24 @@ def use_onnx(nlp: "Language", *, runtime: str = "onnx", int8: bool = False, gpu_
         raise
     import torch
 
+    shims = list(encoder_shims(nlp))
+    if not shims:
+        if runtime == "auto":
+            return {"runtime": "torch", "onnx": {}, "torch_components": others,
+                    "note": "no transformer component to run on ONNX"}
+        raise OnnxUnavailableError("--runtime onnx runs a pipeline's transformer component on ONNX Runtime, and "
+                                   "this pipeline has none (e.g. tok2vec): use --runtime torch")
+    ort = require_onnxruntime()
+    if gpu_id >= 0 and "CUDAExecutionProvider" not in ort.get_available_providers():
+        if runtime == "auto":
+            return {"runtime": "torch", "onnx": {}, "torch_components": list(nlp.pipe_names),
+                    "note": "no CUDA execution provider (onnxruntime-gpu)"}
+        raise OnnxUnavailableError("--runtime onnx with --gpu-id needs onnxruntime-gpu (the CUDA execution "
+                                   "provider): pip install onnxruntime-gpu, or drop --gpu-id")
     threads = threads or torch.get_num_threads()
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_dir_for(nlp)
     done: Dict[str, Any] = {}
-    for name, shim in encoder_shims(nlp):
+    for name, shim in shims:
         module = shim._model
         if getattr(module, "graph_path", None):  # already switched
             continue
@@ -396,23 +469,25 @@ def use_onnx(nlp: "Language", *, runtime: str = "onnx", int8: bool = False, gpu_
                                                                              False):
             raise OnnxUnavailableError(f"{name}: its transformer_config asks for hidden states or attentions; "
                                        "the onnx runtime returns the last hidden state only (use --runtime torch)")
-        if next(module.parameters()).device.type != "cpu":
-            module = module.cpu()
+        device = next(module.parameters()).device
         try:
-            graph, record = build_graph(module, cache_dir, int8=int8)
+            graph, record = build_graph(module.cpu(), cache_dir, int8=int8)
+            replacement = onnx_module(graph, module.config, inputs=record["inputs"], gpu_id=gpu_id,
+                                      threads=threads)
         except OnnxUnavailableError:
+            module.to(device)
             raise
-        except Exception as err:  # an exporter or optimiser failure: say which model, in one line
+        except Exception as err:  # an exporter, optimiser or session failure: say which model, in one line
+            module.to(device)  # left as it was, for --runtime auto
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            message = f"{name}: cannot export {getattr(module.config, 'model_type', 'this model')} to ONNX ({first})"
+            message = f"{name}: cannot run {getattr(module.config, 'model_type', 'this model')} on ONNX ({first})"
             if runtime == "auto":
                 done[name] = {"error": message}
                 continue
             raise OnnxUnavailableError(message + "; use --runtime torch") from None
-        replacement = onnx_module(graph, module.config, inputs=record["inputs"], gpu_id=gpu_id, threads=threads)
         shim._model = replacement
         shim._hfmodel.transformer = replacement
-        done[name] = {**record, "graph": str(graph)}
+        done[name] = {**record, "graph": str(graph), "provider": replacement.provider}
     on_torch = others + [n for n, r in done.items() if "error" in r]
     return {"runtime": "onnx" if any("graph" in r for r in done.values()) else "torch", "onnx": done,
             "torch_components": on_torch}
