@@ -55,6 +55,22 @@ def test_marginals_equal_a_brute_force_sum_over_valid_sequences(scheme):
     assert got[-1].shape == (0, len(tags))
 
 
+def test_a_short_unlikely_row_beside_a_long_one_does_not_overflow():
+    """Padded positions past a short row's end used to overflow ``exp`` (a RuntimeWarning on every batch
+    of an imported pipeline); they are no probabilities at all."""
+    import warnings
+
+    tags = tag_names(["A", "B"], scheme="bilou")
+    allowed, start, end = transition_mask(tags)
+    short = numpy.full((2, len(tags)), -50.0, dtype="float32")
+    long = numpy.log(numpy.full((200, len(tags)), 1.0 / len(tags), dtype="float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = marginals([short, long], allowed=allowed, start=start, end=end)
+    assert numpy.allclose(got[0], brute_force_marginals(short, allowed, start, end), atol=1e-5)
+    assert numpy.isfinite(got[1]).all() and numpy.allclose(got[1].sum(axis=1), 1.0, atol=1e-3)  # float32, 200 steps
+
+
 def test_no_entity_crosses_a_sentence_boundary():
     # tags O, B-X, I-X: the best path over the whole Doc is B I (an entity across the boundary after token 1)
     tagger = fixed_scores_tagger([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])

@@ -212,7 +212,9 @@ def _marginals_group(scores, ids, out, allowed, start, end) -> None:
         beta[:, t] = current
     last = alpha[xp.arange(batch), xp.asarray(lengths - 1)]
     log_z = _logsumexp(last + log_end[None, :], axis=1)
-    probs = xp.exp(alpha + beta - log_z[:, None, None])
+    # padded positions (past a row's length) hold no probabilities: -inf there, not an overflow
+    valid = xp.arange(length)[None, :] < n[:, None]
+    probs = xp.exp(xp.where(valid[:, :, None], alpha + beta - log_z[:, None, None], numpy.float32(-numpy.inf)))
     probs = probs.get() if hasattr(probs, "get") else numpy.asarray(probs)
     for b, doc_id in enumerate(ids):
         out[doc_id] = probs[b, : lengths[b]].astype("float32")
