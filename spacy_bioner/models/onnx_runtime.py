@@ -348,6 +348,9 @@ def _new_module_class() -> Any:
                                            "--gpu-id")
             self.provider = self.session.get_providers()[0]
             self.input_names = [i.name for i in self.session.get_inputs()]
+            from transformers.modeling_outputs import BaseModelOutput
+
+            self._output = BaseModelOutput
             self._device = torch.device("cuda", gpu_id) if gpu_id >= 0 else torch.device("cpu")
 
         @property
@@ -356,14 +359,16 @@ def _new_module_class() -> Any:
 
         def forward(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None,
                     **kwargs: Any) -> Any:
-            from transformers.modeling_outputs import BaseModelOutput
-
-            feed = {"input_ids": input_ids, "attention_mask": attention_mask,
-                    "token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)}
-            # spacy-transformers passes a float mask; the graph takes int64 like the tokenizer's output
-            arrays = {name: feed[name].detach().to("cpu", torch.long).numpy() for name in self.input_names}
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            arrays = {}
+            for name in self.input_names:
+                value = given[name]
+                if value is None:  # a tokenizer without token types (RoBERTa's) for a graph that takes them
+                    value = torch.zeros_like(input_ids)
+                # spacy-transformers passes a float mask; the graph takes int64 like the tokenizer's output
+                arrays[name] = value.detach().to("cpu", torch.long).numpy()
             (hidden,) = self.session.run(["last_hidden_state"], arrays)
-            return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden).to(self._device))
+            return self._output(last_hidden_state=torch.from_numpy(hidden).to(self._device))
 
         def state_dict(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("a pipeline switched to --runtime onnx is for inference only and cannot be saved; "
