@@ -23,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[test,ray,onnx]"
+	$(PY) -m pip install -q -e ".[test,ray,onnx,lora]"
 	@touch $@
 
 install: $(STAMP)

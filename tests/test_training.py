@@ -19,8 +19,9 @@ from .conftest import PROJECT
 
 BASE = PROJECT / "configs" / "transformer.cfg"
 BACKBONES = sorted((PROJECT / "configs" / "backbones").glob("*.cfg"))
-FAMILY = {"roberta-base": "roberta", "gpt2": "gpt2", "deberta-v3-base": "deberta"}  # the rest are WordPiece BERTs
-DECODERS = {"gpt2"}  # backbone files whose architecture is spacy_bioner.DecoderTagger.v1
+FAMILY = {"roberta-base": "roberta", "gpt2": "gpt2", "deberta-v3-base": "deberta", "llama-3.1-8b": "llama",
+          "mistral-7b": "mistral", "qwen2.5-7b": "qwen2"}  # the rest are WordPiece BERTs
+DECODERS = {"gpt2", "llama-3.1-8b", "mistral-7b", "qwen2.5-7b"}  # backbone files with spacy_bioner.DecoderTagger.v1/v2
 def make_nlp(tiny, train_file, backbone=None, family="bert", **overrides):
     config, _ = fit_schedule(build_config(BASE, backbone=backbone, overrides={
         "paths.backbone": str(tiny[family]), "paths.train": str(train_file), "paths.dev": str(train_file),

@@ -26,6 +26,9 @@ KNOWN_BACKBONES: Dict[str, str] = {
     "mbert": "google-bert/bert-base-multilingual-cased",
     "gpt2": "openai-community/gpt2",
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
 }
 #: Hub names whose files also ship inside a PyPI package: (module, folder in it).
 PACKAGED_COPIES: Dict[str, Tuple[str, str]] = {

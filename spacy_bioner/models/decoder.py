@@ -45,7 +45,8 @@ saved pipeline carries the model config, tokenizer and weights, and reloads with
 no hub access and without the original backbone folder. :func:`decoder_modules`
 gives the torch modules (e.g. to hook ``get_input_embeddings()``).
 """
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.tokens import Doc
@@ -67,14 +68,21 @@ DEFAULT_MAX_BATCH_ITEMS = 4096
 #: Words whose pieces are remembered (cleared when full).
 CACHE_SIZE = 200_000
 ARCHITECTURE = "spacy_bioner.DecoderTagger.v1"
+ARCHITECTURE_V2 = "spacy_bioner.DecoderTagger.v2"
+#: ``bidirectional`` in v2: one causal pass, plus a pass over the reversed words, or one pass without the causal mask.
+DIRECTIONS = ("none", "reverse", "unmasked")
 
 
-def word_texts(doc: Doc) -> List[Optional[str]]:
+def word_texts(doc: Doc, *, self_prefixed: bool = False) -> List[Optional[str]]:
     """The text each word is tokenized as; ``None`` for whitespace tokens (no pieces).
 
     A word gets a leading space when whitespace precedes it in the Doc, and the
-    first word always does (GPT-2's ``add_prefix_space``).
+    first word always does (GPT-2's ``add_prefix_space``). With ``self_prefixed``
+    (a tokenizer that puts the space marker before any text itself: SentencePiece
+    Llama-2/Mistral) every word is passed bare, as HF's ``is_split_into_words`` does.
     """
+    if self_prefixed:
+        return [None if token.is_space else token.text for token in doc]
     out: List[Optional[str]] = []
     space_before = True
     for token in doc:
@@ -110,7 +118,7 @@ class PieceCache:
 
 
 def doc_pieces(doc: Doc, tokenizer: Any, *, cache: Optional[PieceCache] = None,
-               max_pieces: Optional[int] = None) -> Tuple[numpy.ndarray, numpy.ndarray]:
+               max_pieces: Optional[int] = None, self_prefixed: bool = False) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """A Doc's subword ids, word by word: ``(ids, lengths)``, ``lengths`` one per token.
 
     doc (Doc): the words.
@@ -118,9 +126,10 @@ def doc_pieces(doc: Doc, tokenizer: Any, *, cache: Optional[PieceCache] = None,
     cache (Optional[PieceCache]): remembers words already tokenized.
     max_pieces (Optional[int]): a word with more pieces keeps its first
         ``max_pieces - 1`` and its last (it must fit a window).
+    self_prefixed (bool): the tokenizer adds the leading space marker itself (:func:`word_texts`).
     RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): int64 ids, int32 lengths.
     """
-    texts = word_texts(doc)
+    texts = word_texts(doc, self_prefixed=self_prefixed)
     real = [t for t in texts if t is not None]
     found = iter((cache or PieceCache()).pieces(tokenizer, real) if real else [])
     per_word = [() if t is None else next(found) for t in texts]
@@ -148,7 +157,7 @@ def decoder_tagger(
     window: int = DEFAULT_WINDOW,
     stride: int = DEFAULT_STRIDE,
     pooling: str = "last",
-    bidirectional: bool = False,
+    bidirectional: Union[bool, str] = False,
     shared_weights: bool = False,
     tokenizer_config: Optional[dict] = None,
     transformer_config: Optional[dict] = None,
@@ -157,6 +166,11 @@ def decoder_tagger(
     torch_optimizer: bool = True,
     gradient_checkpointing: bool = False,
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+    lora: Optional[dict] = None,
+    embed_base: bool = False,
+    dtype: str = "float32",
+    quantization: Optional[str] = None,
+    version: int = 1,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A causal LM as a token-vector layer: one vector per spaCy token (module docstring).
 
@@ -164,7 +178,8 @@ def decoder_tagger(
     window (int): subwords per window (clamped to the model's positions).
     stride (int): subwords between window starts; ``window - stride`` is the left context kept.
     pooling (str): ``last`` (default), ``first`` or ``mean`` subword of each word.
-    bidirectional (bool): add a pass over the reversed word order (output 2 × hidden).
+    bidirectional (Union[bool, str]): ``"none"``/False; ``"reverse"``/True: add a pass over the
+        reversed word order (output 2 × hidden); ``"unmasked"``: one pass without the causal mask.
     shared_weights (bool): both directions through one model (else the backward pass has its own copy).
     tokenizer_config (Optional[dict]): passed to ``AutoTokenizer.from_pretrained``.
     transformer_config (Optional[dict]): passed to ``AutoConfig.from_pretrained``.
@@ -173,32 +188,79 @@ def decoder_tagger(
     torch_optimizer (bool): one torch AdamW step for the decoder's weights (as ``TransformerModel.v2``).
     gradient_checkpointing (bool): recompute activations in the backward pass (less memory).
     max_batch_items (int): prediction only: padded subwords per forward call.
+    lora (Optional[dict]): v2: LoRA adapters (:func:`~spacy_bioner.models.adapters.lora_settings`; ``r = 0``: none).
+    embed_base (bool): v2 with LoRA: save the base weights in the pipeline (else referenced by name + checksum).
+    dtype (str): v2: precision the base weights are loaded in (``float32``, ``bfloat16``, ``float16``).
+    quantization (Optional[str]): v2: ``"4bit"``/``"8bit"`` base through bitsandbytes (CUDA; needs LoRA).
+    version (int): 1 (``DecoderTagger.v1``: GPT-2's spacing, no start token) or 2 (the tokenizer's own).
     """
-    from spacy_transformers.data_classes import HFObjects
-    from spacy_transformers.layers.hf_wrapper import HFWrapper
+    from .adapters import DTYPES, QUANTIZATIONS, lora_settings
 
+    architecture = ARCHITECTURE if version == 1 else ARCHITECTURE_V2
     if pooling not in POOLING_MODES:
-        raise ConfigValueError(f"{ARCHITECTURE}: unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        raise ConfigValueError(f"{architecture}: unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if window < 1 or not 0 < stride <= window:
-        raise ConfigValueError(f"{ARCHITECTURE}: need 0 < stride <= window, got window {window}, stride {stride}")
+        raise ConfigValueError(f"{architecture}: need 0 < stride <= window, got window {window}, stride {stride}")
+    direction = {False: "none", True: "reverse"}.get(bidirectional, bidirectional) \
+        if isinstance(bidirectional, bool) else str(bidirectional)
+    if direction not in DIRECTIONS:
+        raise ConfigValueError(f"{architecture}: bidirectional must be one of {', '.join(DIRECTIONS)}, "
+                               f"got {bidirectional!r}")
+    adapters = lora_settings(lora)
+    if dtype not in DTYPES:
+        raise ConfigValueError(f"{architecture}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if quantization not in QUANTIZATIONS:
+        raise ConfigValueError(f"{architecture}: quantization must be null, \"4bit\" or \"8bit\", got {quantization!r}")
+    if quantization and not adapters["r"]:
+        raise ConfigValueError(f"{architecture}: quantized weights cannot be fine-tuned directly; set lora.r > 0 "
+                               "(QLoRA) or quantization = null")
+    if quantization and embed_base:
+        raise ConfigValueError(f"{architecture}: embed_base with a quantized base is not supported; reference the "
+                               "base (embed_base = false)")
+    if adapters["r"] and direction == "reverse" and not shared_weights:
+        raise ConfigValueError(f"{architecture}: with LoRA the reversed pass shares the base and its adapters; set "
+                               "shared_weights = true (or lora.r = 0 for two fully fine-tuned copies)")
     tok_cfg = {"use_fast": True, **dict(tokenizer_config or {})}
     trf_cfg = dict(transformer_config or {})
-    n_encoders = 2 if bidirectional and not shared_weights else 1
-    encoders = [HFWrapper(HFObjects(None, None, None, dict(tok_cfg), dict(trf_cfg)), convert_inputs=_convert_inputs,
-                          convert_outputs=_convert_outputs, mixed_precision=mixed_precision,
-                          grad_scaler_config=dict(grad_scaler_config or {}))
+    n_encoders = 2 if direction == "reverse" and not shared_weights else 1
+    convert_inputs = partial(_convert_inputs, causal=direction != "unmasked")
+    base = {"name": name, "lora": adapters, "embed_base": bool(embed_base), "dtype": dtype,
+            "quantization": quantization, "checksum": None}
+    encoders = [_hf_layer(tok_cfg, trf_cfg, convert_inputs=convert_inputs, mixed_precision=mixed_precision,
+                          grad_scaler_config=grad_scaler_config, base=base if version > 1 else None)
                 for _ in range(n_encoders)]
     pool = subword_pooling(pooling)
     model: Model[List[Doc], List[Floats2d]] = Model(
         "decoder_tagger", _forward, init=_init, layers=[*encoders, pool], dims={"nO": None},
         attrs={"name": name, "window": int(window), "stride": int(stride), "pooling": pooling,
-               "bidirectional": bool(bidirectional), "shared_weights": bool(shared_weights),
+               "bidirectional": direction == "reverse", "direction": direction, "shared_weights": bool(shared_weights),
                "has_transformer": False, "torch_optimizer": bool(torch_optimizer),
                "gradient_checkpointing": bool(gradient_checkpointing), "max_batch_items": int(max_batch_items),
-               "piece_cache": PieceCache()},
+               "version": int(version), "prefix_ids": None, "self_prefixed": None, "piece_cache": PieceCache()},
     )
     model.set_ref("pooling", pool)
     return model
+
+
+def _hf_layer(tok_cfg: dict, trf_cfg: dict, *, convert_inputs: Callable, mixed_precision: bool,
+              grad_scaler_config: Optional[dict], base: Optional[Dict[str, Any]]) -> Model:
+    """One Hugging Face module as a thinc layer: spacy-transformers' ``HFWrapper`` (v1), or the same
+    layer over :mod:`~spacy_bioner.models.adapters`' shim, which saves LoRA adapters without their base (v2)."""
+    from spacy_transformers.data_classes import HFObjects
+    from spacy_transformers.layers.hf_wrapper import HFWrapper
+
+    objects = HFObjects(None, None, None, dict(tok_cfg), dict(trf_cfg))
+    scaler = dict(grad_scaler_config or {})
+    if base is None:
+        return HFWrapper(objects, convert_inputs=convert_inputs, convert_outputs=_convert_outputs,
+                         mixed_precision=mixed_precision, grad_scaler_config=scaler)
+    from thinc.layers.pytorchwrapper import forward as pt_forward
+
+    from .adapters import adapter_shim_class
+
+    shim = adapter_shim_class()(objects, mixed_precision=mixed_precision, grad_scaler_config=scaler, base=base)
+    return Model("hf-pytorch", pt_forward, attrs={"convert_inputs": convert_inputs, "convert_outputs": _convert_outputs},
+                 shims=[shim], dims={"nI": None, "nO": None})
 
 
 @registry.architectures(ARCHITECTURE)
@@ -240,6 +302,56 @@ def configure_decoder_tagger(
                           gradient_checkpointing=gradient_checkpointing, max_batch_items=max_batch_items)
 
 
+@registry.architectures(ARCHITECTURE_V2)
+def configure_decoder_tagger_v2(
+    name: str,
+    window: int = 4096,
+    stride: int = 3072,
+    pooling: str = "last",
+    bidirectional: str = "none",
+    shared_weights: bool = True,
+    lora: Optional[dict] = None,
+    embed_base: bool = False,
+    dtype: str = "float32",
+    quantization: Optional[str] = None,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+    torch_optimizer: bool = True,
+    gradient_checkpointing: bool = False,
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Any causal LM that ``AutoModel`` loads (Llama, Mistral, Qwen2, Phi, GPT-NeoX, GPT-2…) as the token
+    vectors of an entity head, with LoRA adapters and the tokenizer's own start token and spacing.
+
+    name (str): hub name or local folder of the backbone.
+    window (int): subwords per window, start token included (clamped to the model's positions).
+    stride (int): subwords between window starts.
+    pooling (str): ``last``, ``first`` or ``mean`` subword per word.
+    bidirectional (str): ``"none"``, ``"reverse"`` (a second pass over the reversed words, 2 × width) or
+        ``"unmasked"`` (one pass without the causal mask, as LLM2Vec).
+    shared_weights (bool): ``reverse`` through one model (required with LoRA).
+    lora (Optional[dict]): ``r`` (0: full fine-tuning), ``alpha``, ``dropout``, ``target_modules``, ``bias``.
+    embed_base (bool): with LoRA, store the base weights in the pipeline (default: name + checksum).
+    dtype (str): the base weights' precision (``float32``; ``bfloat16`` halves memory).
+    quantization (Optional[str]): ``"4bit"``/``"8bit"`` (QLoRA; CUDA and bitsandbytes).
+    tokenizer_config (Optional[dict]): tokenizer settings.
+    transformer_config (Optional[dict]): model config settings.
+    mixed_precision (bool): fp16 autocast of the forward pass (GPU).
+    grad_scaler_config (Optional[dict]): gradient scaler settings.
+    torch_optimizer (bool): torch AdamW step for the trainable weights.
+    gradient_checkpointing (bool): trade compute for activation memory.
+    max_batch_items (int): padded subwords per forward call when predicting.
+    """
+    return decoder_tagger(name, window=window, stride=stride, pooling=pooling, bidirectional=bidirectional,
+                          shared_weights=shared_weights, lora=lora, embed_base=embed_base, dtype=dtype,
+                          quantization=quantization, tokenizer_config=tokenizer_config,
+                          transformer_config=transformer_config, mixed_precision=mixed_precision,
+                          grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
+                          gradient_checkpointing=gradient_checkpointing, max_batch_items=max_batch_items, version=2)
+
+
 def decoder_modules(model: Model) -> List[Any]:
     """The Hugging Face torch modules inside every DecoderTagger of ``model``.
 
@@ -262,33 +374,135 @@ def _tokenizer(model: Model) -> Any:
 def _init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
     """Load the backbone (offline first), set the pad token, clamp the window, size the output."""
     if not model.attrs["has_transformer"]:
-        import copy
-
-        from spacy_transformers.data_classes import HFObjects
-        from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
-
-        first = _encoders(model)[0].shims[0]._hfmodel
-        source = resolve_backbone(model.attrs["name"])
-        hf = huggingface_from_pretrained(source, dict(first._init_tokenizer_config),
-                                         dict(first._init_transformer_config))
-        tokenizer = hf.tokenizer
-        if tokenizer.pad_token is None:  # GPT-2: none; end-of-text pads (masks come from lengths)
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        for k, encoder in enumerate(_encoders(model)):
-            transformer = hf.transformer if k == 0 else copy.deepcopy(hf.transformer)
-            shim = encoder.shims[0]
-            shim._model = transformer
-            shim._hfmodel = HFObjects(tokenizer, transformer, hf.vocab_file_contents,
-                                      shim._hfmodel._init_tokenizer_config, shim._hfmodel._init_transformer_config)
+        if model.attrs["version"] > 1:
+            _load_v2(model)
+        else:
+            _load_v1(model)
         model.attrs["has_transformer"] = True
-    config = _encoders(model)[0].shims[0]._model.config
+    module = _encoders(model)[0].shims[0]._model
+    config = module.config
+    _tokenizer_conventions(model)
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     if limit:
-        model.attrs["window"] = min(model.attrs["window"], int(limit))
+        model.attrs["window"] = min(model.attrs["window"], int(limit) - len(model.attrs["prefix_ids"]))
         model.attrs["stride"] = min(model.attrs["stride"], model.attrs["window"])
     width = int(config.hidden_size)
     model.set_dim("nO", 2 * width if model.attrs["bidirectional"] else width)
+    if model.attrs["direction"] == "unmasked":
+        check_unmasked(module, name=model.attrs["name"])
     _prepare_for_training(model)
+
+
+def _load_v1(model: Model) -> None:
+    import copy
+
+    from spacy_transformers.data_classes import HFObjects
+    from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
+
+    first = _encoders(model)[0].shims[0]._hfmodel
+    source = resolve_backbone(model.attrs["name"])
+    hf = huggingface_from_pretrained(source, dict(first._init_tokenizer_config), dict(first._init_transformer_config))
+    tokenizer = hf.tokenizer
+    if tokenizer.pad_token is None:  # GPT-2: none; end-of-text pads (masks come from lengths)
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    for k, encoder in enumerate(_encoders(model)):
+        transformer = hf.transformer if k == 0 else copy.deepcopy(hf.transformer)
+        shim = encoder.shims[0]
+        shim._model = transformer
+        shim._hfmodel = HFObjects(tokenizer, transformer, hf.vocab_file_contents,
+                                  shim._hfmodel._init_tokenizer_config, shim._hfmodel._init_transformer_config)
+
+
+def _load_v2(model: Model) -> None:
+    """Tokenizer, config and weights (in ``dtype``, quantised where asked); LoRA adapters on top."""
+    import copy
+
+    from spacy_transformers.data_classes import HFObjects
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .adapters import add_adapters, load_base, prepare_quantized, weights_checksum
+
+    first = _encoders(model)[0].shims[0]
+    settings = first.base
+    source = resolve_backbone(model.attrs["name"])
+    tokenizer = AutoTokenizer.from_pretrained(source, **dict(first._hfmodel._init_tokenizer_config))
+    if tokenizer.pad_token is None:  # Llama, Mistral, GPT-2: none; any id will do (masks come from lengths)
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    config = AutoConfig.from_pretrained(source, **dict(first._hfmodel._init_transformer_config))
+    transformer = load_base(source, config, dtype=settings["dtype"], quantization=settings["quantization"])
+    adapted = bool(settings["lora"]["r"])
+    if adapted and not settings["embed_base"] and not settings["quantization"]:
+        settings["checksum"] = weights_checksum(transformer)
+    if settings["quantization"]:
+        transformer = prepare_quantized(transformer, gradient_checkpointing=model.attrs["gradient_checkpointing"])
+    if adapted:
+        transformer = add_adapters(transformer, settings["lora"], name=model.attrs["name"])
+    for k, encoder in enumerate(_encoders(model)):
+        module = transformer if k == 0 else copy.deepcopy(transformer)
+        shim = encoder.shims[0]
+        shim.base.update(settings)
+        shim._model = module
+        shim._hfmodel = HFObjects(tokenizer, module, None, shim._hfmodel._init_tokenizer_config,
+                                  shim._hfmodel._init_transformer_config)
+
+
+def _tokenizer_conventions(model: Model) -> None:
+    """v2: the start tokens the tokenizer puts before a text (``<s>`` for Llama/Mistral, none for GPT-2 and
+    Qwen2) and whether it adds the leading space marker itself; v1: GPT-2's (none, explicit spaces)."""
+    if model.attrs.get("prefix_ids") is not None and model.attrs.get("self_prefixed") is not None:
+        return
+    if model.attrs["version"] == 1:
+        model.attrs["prefix_ids"], model.attrs["self_prefixed"] = [], False
+        return
+    tokenizer = _tokenizer(model)
+
+    def ids(text: str, special: bool = False) -> List[int]:
+        return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    bare, with_special = ids("a"), ids("a", special=True)
+    prefix: List[int] = []
+    for start in range(len(with_special) - len(bare) + 1):
+        if with_special[start:start + len(bare)] == bare:
+            prefix = with_special[:start]
+            break
+    in_text = ids("b a")
+    model.attrs["prefix_ids"] = [int(i) for i in prefix]
+    model.attrs["self_prefixed"] = bool(in_text[len(in_text) - len(bare):] == bare)
+
+
+def check_unmasked(module: Any, *, name: str) -> None:
+    """Raise a one-line error when a model ignores a custom 4-D attention mask (its causal mask would stay)."""
+    import torch
+
+    vocab = module.get_input_embeddings().num_embeddings
+    ids = torch.tensor([[1 % vocab, 2 % vocab, 3 % vocab], [1 % vocab, 2 % vocab, 4 % vocab]],
+                       device=module.device)
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        mask = _bidirectional_mask(torch.tensor([3, 3], device=module.device), 3, dtype=_mask_dtype(module))
+        hidden = module(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=True).last_hidden_state
+    module.train(was_training)
+    if torch.allclose(hidden[0, 0], hidden[1, 0]):
+        raise ConfigValueError(f"bidirectional = \"unmasked\": {name} ({type(module).__name__}) ignores a custom "
+                               "attention mask, so its causal mask cannot be removed; use \"reverse\" instead")
+
+
+def _mask_dtype(module: Any) -> Any:
+    import torch
+
+    dtype = module.get_input_embeddings().weight.dtype
+    return dtype if dtype.is_floating_point else torch.float32
+
+
+def _bidirectional_mask(lengths: Any, width: int, *, dtype: Any) -> Any:
+    """A (batch, 1, width, width) additive mask: every position sees every real (non-padding) position."""
+    import torch
+
+    keys = torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+    mask = torch.zeros(keys.shape, dtype=dtype, device=lengths.device)
+    mask.masked_fill_(~keys, torch.finfo(dtype).min)
+    return mask[:, None, None, :].expand(-1, 1, width, -1)
 
 
 def _prepare_for_training(model: Model) -> None:
@@ -309,16 +523,21 @@ def _pad_id(tokenizer: Any, transformer: Any) -> int:
     return 0
 
 
-def _convert_inputs(model: Model, X: Tuple[numpy.ndarray, numpy.ndarray], is_train: bool):
-    """Right-padded ids and their lengths → ``input_ids`` and a mask built from the lengths."""
+def _convert_inputs(model: Model, X: Tuple[numpy.ndarray, numpy.ndarray], is_train: bool, causal: bool = True):
+    """Right-padded ids and their lengths → ``input_ids`` and a mask built from the lengths (a 4-D mask
+    without the causal triangle when ``causal`` is false)."""
     import torch
     from thinc.types import ArgsKwargs
 
     ids, lengths = X
-    device = model.shims[0]._model.device
+    module = model.shims[0]._model
+    device = module.device
     input_ids = torch.as_tensor(ids, dtype=torch.long, device=device)
     n = torch.as_tensor(lengths, dtype=torch.long, device=device)
-    mask = (torch.arange(ids.shape[1], device=device)[None, :] < n[:, None]).long()
+    if causal:
+        mask = (torch.arange(ids.shape[1], device=device)[None, :] < n[:, None]).long()
+    else:
+        mask = _bidirectional_mask(n, ids.shape[1], dtype=_mask_dtype(module))
     kwargs = {"input_ids": input_ids, "attention_mask": mask, "use_cache": False, "return_dict": True}
     return ArgsKwargs(args=(), kwargs=kwargs), lambda d_inputs: []
 
@@ -394,7 +613,11 @@ def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats
     pool = model.get_ref("pooling")
     width = model.get_dim("nO") // len(directions)
     docs = list(docs)
-    pieces = [doc_pieces(doc, tokenizer, cache=model.attrs["piece_cache"], max_pieces=window) for doc in docs]
+    _tokenizer_conventions(model)  # a loaded pipeline: from its attrs (or worked out once)
+    prefix = numpy.asarray(model.attrs["prefix_ids"], dtype="int64")
+    self_prefixed = model.attrs["self_prefixed"]
+    pieces = [doc_pieces(doc, tokenizer, cache=model.attrs["piece_cache"], max_pieces=window,
+                         self_prefixed=self_prefixed) for doc in docs]
     doc_lengths = [len(doc) for doc in docs]
     all_lengths = numpy.concatenate([lens for _, lens in pieces]) if pieces else numpy.zeros((0,), "int32")
     n_words = len(all_lengths)
@@ -418,8 +641,8 @@ def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats
                 if hi == lo:
                     continue  # only whitespace: no pieces, zero vectors
                 seq_of[w.first:w.end] = len(seqs)
-                pos_of[w.first:w.end] = offsets[w.first:w.end] - lo
-                seqs.append(ids[lo:hi])
+                pos_of[w.first:w.end] = offsets[w.first:w.end] - lo + len(prefix)
+                seqs.append(numpy.concatenate([prefix, ids[lo:hi]]) if len(prefix) else ids[lo:hi])
             if backward:
                 seq_of, pos_of = seq_of[::-1], pos_of[::-1]
             word_seq[at:at + n] = seq_of

@@ -23,7 +23,7 @@ ADVERSARIAL_COMPONENT = "bioner_adversarial"
 HEADS = {"ner": "ner", "tagger": "bioner_tagger"}
 #: Architectures that read the Docs themselves (causal decoders): a backbone file puts one in
 #: ``[components.transformer.model]`` and :func:`inline_decoder` moves it into the head.
-DECODER_ARCHITECTURES = ("spacy_bioner.DecoderTagger.v1",)
+DECODER_ARCHITECTURES = ("spacy_bioner.DecoderTagger.v1", "spacy_bioner.DecoderTagger.v2")
 LISTENER_PREFIX = "spacy-transformers.TransformerListener"
 
 
