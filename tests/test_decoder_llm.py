@@ -311,6 +311,48 @@ def test_embed_base_needs_no_base_folder(tiny, train_file, tmp_path):
     assert all(numpy.allclose(a, b, atol=1e-5) for a, b in zip(vectors, again))
 
 
+@pytest.mark.parametrize("mode", ["none", "reverse"])
+def test_micro_batches_give_the_whole_batchs_gradients_with_recomputation(tiny, vocab, mode):
+    import torch
+
+    rng = random.Random(0)
+    words = ["BRCA1", "mutations", "cause", "hereditary", "breast", "cancer", "TP53", "niño"]
+    docs = [Doc(vocab, words=[rng.choice(words) for _ in range(rng.randint(1, 30))]) for _ in range(12)]
+    model = v2(tiny, "llama", docs, lora={"r": 4, "dropout": 0.0}, bidirectional=mode, max_train_batch_items=64)
+    module = decoder_modules(model)[0]
+    calls = []
+    module.get_base_model().register_forward_hook(lambda *args: calls.append(1))
+    d_vectors = [numpy.random.default_rng(i).normal(size=(len(d), model.get_dim("nO"))).astype("float32")
+                 for i, d in enumerate(docs)]
+
+    def grads(max_items):
+        model.attrs["max_train_batch_items"] = max_items
+        for p in module.parameters():
+            p.grad = None
+        calls.clear()
+        saved = []  # bytes the forward pass keeps for the backward pass (activations)
+
+        def pack(tensor):
+            saved.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            vectors, backprop = model.begin_update(docs)
+        forwards = len(calls)
+        backprop(d_vectors)
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        return vectors, grads, forwards, sum(saved)
+
+    whole_vectors, whole, whole_calls, whole_saved = grads(0)
+    micro_vectors, micro, micro_calls, micro_saved = grads(64)
+    assert whole_calls == 1 and micro_calls >= 3  # several micro-batches
+    assert micro_saved < 0.1 * whole_saved  # their activations are not kept: recomputed in the backward pass
+    assert all(numpy.allclose(a, b, atol=1e-5) for a, b in zip(whole_vectors, micro_vectors))
+    assert whole.keys() == micro.keys() and whole
+    for name in whole:
+        torch.testing.assert_close(micro[name], whole[name], atol=1e-5, rtol=1e-4)
+
+
 def test_bfloat16_base_on_cpu(tiny, vocab):
     import torch
 

@@ -234,6 +234,19 @@ def _define_adapter_shim() -> Any:
         def __init__(self, *args: Any, base: Dict[str, Any], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.base = dict(base)
+            self.recompute = False
+
+        def begin_update(self, inputs: Any) -> Any:
+            """The training forward; with ``recompute`` set (micro-batches), run under activation
+            checkpointing: only the inputs are kept, and the backward pass recomputes the forward."""
+            if not self.recompute:
+                return super().begin_update(inputs)
+            model = self._model
+            self._model = _Recomputed(model)
+            try:
+                return super().begin_update(inputs)
+            finally:
+                self._model = model
 
         def to_bytes(self) -> bytes:
             import torch
@@ -313,6 +326,32 @@ def _define_adapter_shim() -> Any:
             return base
 
     return AdapterShim
+
+
+def _recomputed_class() -> Any:
+    import torch
+    from torch.utils.checkpoint import checkpoint
+    from transformers.modeling_outputs import BaseModelOutput
+
+    class Recomputed(torch.nn.Module):
+        """A Hugging Face model whose forward keeps no activations (``torch.utils.checkpoint``, non-reentrant,
+        dropout replayed from the saved random state)."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
+            def run(ids: Any, mask: Any) -> Any:
+                return self.inner(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
+
+            return BaseModelOutput(last_hidden_state=checkpoint(run, input_ids, attention_mask, use_reentrant=False))
+
+    return Recomputed
+
+
+def _Recomputed(inner: Any) -> Any:
+    return _recomputed_class()(inner)
 
 
 def adapter_summary(modules: List[Any]) -> Dict[str, Any]:

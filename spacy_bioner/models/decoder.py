@@ -158,7 +158,7 @@ def decoder_tagger(
     stride: int = DEFAULT_STRIDE,
     pooling: str = "last",
     bidirectional: Union[bool, str] = False,
-    shared_weights: bool = False,
+    shared_weights: Optional[bool] = None,
     tokenizer_config: Optional[dict] = None,
     transformer_config: Optional[dict] = None,
     mixed_precision: bool = False,
@@ -170,6 +170,7 @@ def decoder_tagger(
     embed_base: bool = False,
     dtype: str = "float32",
     quantization: Optional[str] = None,
+    max_train_batch_items: int = 0,
     version: int = 1,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A causal LM as a token-vector layer: one vector per spaCy token (module docstring).
@@ -180,7 +181,8 @@ def decoder_tagger(
     pooling (str): ``last`` (default), ``first`` or ``mean`` subword of each word.
     bidirectional (Union[bool, str]): ``"none"``/False; ``"reverse"``/True: add a pass over the
         reversed word order (output 2 × hidden); ``"unmasked"``: one pass without the causal mask.
-    shared_weights (bool): both directions through one model (else the backward pass has its own copy).
+    shared_weights (Optional[bool]): both directions through one model (else the backward pass has its
+        own copy); default: separate in v1, shared in v2.
     tokenizer_config (Optional[dict]): passed to ``AutoTokenizer.from_pretrained``.
     transformer_config (Optional[dict]): passed to ``AutoConfig.from_pretrained``.
     mixed_precision (bool): autocast the forward pass (GPU).
@@ -192,11 +194,16 @@ def decoder_tagger(
     embed_base (bool): v2 with LoRA: save the base weights in the pipeline (else referenced by name + checksum).
     dtype (str): v2: precision the base weights are loaded in (``float32``, ``bfloat16``, ``float16``).
     quantization (Optional[str]): v2: ``"4bit"``/``"8bit"`` base through bitsandbytes (CUDA; needs LoRA).
+    max_train_batch_items (int): v2, training: padded subwords per micro-batch (0: the whole batch at once).
+        Each micro-batch's forward is recomputed in its own backward pass, so activation memory is one
+        micro-batch's; the gradients add up to the whole batch's (exact in fp32/bf16).
     version (int): 1 (``DecoderTagger.v1``: GPT-2's spacing, no start token) or 2 (the tokenizer's own).
     """
     from .adapters import DTYPES, QUANTIZATIONS, lora_settings
 
     architecture = ARCHITECTURE if version == 1 else ARCHITECTURE_V2
+    if shared_weights is None:
+        shared_weights = version > 1
     if pooling not in POOLING_MODES:
         raise ConfigValueError(f"{architecture}: unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if window < 1 or not 0 < stride <= window:
@@ -217,6 +224,8 @@ def decoder_tagger(
     if quantization and embed_base:
         raise ConfigValueError(f"{architecture}: embed_base with a quantized base is not supported; reference the "
                                "base (embed_base = false)")
+    if max_train_batch_items and version == 1:
+        raise ConfigValueError(f"{architecture}: max_train_batch_items needs {ARCHITECTURE_V2}")
     if adapters["r"] and direction == "reverse" and not shared_weights:
         raise ConfigValueError(f"{architecture}: with LoRA the reversed pass shares the base and its adapters; set "
                                "shared_weights = true (or lora.r = 0 for two fully fine-tuned copies)")
@@ -236,7 +245,8 @@ def decoder_tagger(
                "bidirectional": direction == "reverse", "direction": direction, "shared_weights": bool(shared_weights),
                "has_transformer": False, "torch_optimizer": bool(torch_optimizer),
                "gradient_checkpointing": bool(gradient_checkpointing), "max_batch_items": int(max_batch_items),
-               "version": int(version), "prefix_ids": None, "self_prefixed": None, "piece_cache": PieceCache()},
+               "max_train_batch_items": int(max_train_batch_items), "version": int(version), "prefix_ids": None,
+               "self_prefixed": None, "piece_cache": PieceCache()},
     )
     model.set_ref("pooling", pool)
     return model
@@ -321,6 +331,7 @@ def configure_decoder_tagger_v2(
     torch_optimizer: bool = True,
     gradient_checkpointing: bool = False,
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+    max_train_batch_items: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Any causal LM that ``AutoModel`` loads (Llama, Mistral, Qwen2, Phi, GPT-NeoX, GPT-2…) as the token
     vectors of an entity head, with LoRA adapters and the tokenizer's own start token and spacing.
@@ -343,13 +354,16 @@ def configure_decoder_tagger_v2(
     torch_optimizer (bool): torch AdamW step for the trainable weights.
     gradient_checkpointing (bool): trade compute for activation memory.
     max_batch_items (int): padded subwords per forward call when predicting.
+    max_train_batch_items (int): training micro-batches of at most this many padded subwords, each
+        recomputed in its own backward pass (gradient accumulation inside one step; 0: off).
     """
     return decoder_tagger(name, window=window, stride=stride, pooling=pooling, bidirectional=bidirectional,
                           shared_weights=shared_weights, lora=lora, embed_base=embed_base, dtype=dtype,
                           quantization=quantization, tokenizer_config=tokenizer_config,
                           transformer_config=transformer_config, mixed_precision=mixed_precision,
                           grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
-                          gradient_checkpointing=gradient_checkpointing, max_batch_items=max_batch_items, version=2)
+                          gradient_checkpointing=gradient_checkpointing, max_batch_items=max_batch_items,
+                          max_train_batch_items=max_train_batch_items, version=2)
 
 
 def decoder_modules(model: Model) -> List[Any]:
@@ -560,7 +574,7 @@ def _convert_outputs(model: Model, inputs_outputs: Any, is_train: bool):
 
 
 def _encode(encoder: Model, seqs: List[numpy.ndarray], *, pad_id: int, is_train: bool,
-            max_batch_items: int) -> Tuple[Any, numpy.ndarray, Callable]:
+            max_batch_items: int, max_train_batch_items: int = 0) -> Tuple[Any, numpy.ndarray, Callable]:
     """Run right-padded sequences through one encoder.
 
     RETURNS: the hidden states of all positions flattened to rows (padding
@@ -569,7 +583,10 @@ def _encode(encoder: Model, seqs: List[numpy.ndarray], *, pad_id: int, is_train:
     backward pass, so mixed-precision gradient scaling stays exact); prediction
     sorts them by length and groups them under ``max_batch_items`` padded subwords.
     """
-    if is_train:
+    if is_train and max_train_batch_items:  # micro-batches, each recomputed in its own backward pass
+        groups = padded_size_groups([len(seq) for seq in seqs], max_items=max_train_batch_items)
+        encoder.shims[0].recompute = len(groups) > 1
+    elif is_train:
         groups = [list(range(len(seqs)))]
     else:
         groups = padded_size_groups([len(seq) for seq in seqs], max_items=max_batch_items)
@@ -653,15 +670,18 @@ def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats
         return [ops.alloc2f(n, model.get_dim("nO")) for n in doc_lengths], lambda d_vectors: []
     pad_id = _pad_id(tokenizer, encoders[0].shims[0]._model)
     max_items = model.attrs["max_batch_items"]
+    max_train_items = model.attrs.get("max_train_batch_items", 0)
     # Encode: one call per encoder (shared weights: both directions in one batch).
     runs = []  # per direction: (flattened hidden rows, row of each window's first position, backprop)
     if len(encoders) == 1 and len(plans) == 2:
         both = plans[0][0] + plans[1][0]
-        flat, bases, backprop = _encode(encoders[0], both, pad_id=pad_id, is_train=is_train, max_batch_items=max_items)
+        flat, bases, backprop = _encode(encoders[0], both, pad_id=pad_id, is_train=is_train, max_batch_items=max_items,
+                                        max_train_batch_items=max_train_items)
         runs = [(flat, bases[:len(plans[0][0])], backprop), (flat, bases[len(plans[0][0]):], backprop)]
     else:
         for encoder, (seqs, _, _) in zip(encoders, plans):
-            runs.append(_encode(encoder, seqs, pad_id=pad_id, is_train=is_train, max_batch_items=max_items))
+            runs.append(_encode(encoder, seqs, pad_id=pad_id, is_train=is_train, max_batch_items=max_items,
+                                max_train_batch_items=max_train_items))
     starts = numpy.cumsum(all_lengths) - all_lengths
     total = int(all_lengths.sum())
     within = numpy.arange(total, dtype="int64") - numpy.repeat(starts, all_lengths)
