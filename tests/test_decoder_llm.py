@@ -384,3 +384,37 @@ def test_qlora_on_gpu(tiny, train_file):
     losses = train(nlp, examples, 3)
     assert all(loss > 0 for loss in losses)
     assert all(d.has_annotation("ENT_IOB", require_complete=True) for d in nlp.pipe(TEXTS[:2]))
+
+
+# ------------------------------------------------------------------ the train command
+def test_train_cli_with_lora_records_parameters_and_embed_base(tiny, train_file, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    backbone = shutil.copytree(tiny["mistral"], tmp_path / "base")
+    args = ["train", "transformer", "--backbone", "mistral-7b", "--head", "tagger", "-o", str(tmp_path / "run"),
+            "--paths.backbone", str(backbone), "--paths.train", str(train_file), "--paths.dev", str(train_file),
+            "--training.max_steps", "4", "--training.eval_frequency", "4",
+            "--components.bioner_tagger.model.tok2vec.lora.r", "4", "--embed-base"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert 0 < record["parameters"]["trainable"] < record["parameters"]["total"] / 2  # the base is frozen
+    assert record["config"]["components"]["bioner_tagger"]["model"]["tok2vec"]["embed_base"] is True
+    shutil.rmtree(backbone)
+    nlp = spacy.load(tmp_path / "run" / "model-last")  # the base is inside the pipeline
+    assert all(d.has_annotation("ENT_IOB", require_complete=True) for d in nlp.pipe(TEXTS[:2]))
+
+
+def test_embed_base_without_a_decoder_is_one_line(train_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    result = CliRunner().invoke(app, ["train", "transformer", "--backbone", "minilm", "-o", str(tmp_path / "run"),
+                                      "--paths.train", str(train_file), "--paths.dev", str(train_file), "--embed-base"])
+    assert result.exit_code == 1 and "--embed-base needs a decoder backbone" in result.output
+    assert "Traceback" not in result.output

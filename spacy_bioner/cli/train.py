@@ -55,6 +55,9 @@ def train_cli(
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="Continue from this pipeline's transformer and head (a trained or import-hf "
                                   "pipeline; new labels get new classifier rows)"),
+    embed_base: bool = typer.Option(
+        False, "--embed-base", help="LoRA decoders: store the base weights in the pipeline (default: referenced "
+                                    "by name and checksum)"),
 ) -> None:
     """Train a pipeline: merge the configs, check the backbone, fit the schedule, run spaCy's loop.
 
@@ -62,12 +65,14 @@ def train_cli(
     corpus/X/train.spacy --training.batcher.size 16). The run's record (steps,
     epochs, words/s, peak memory, dev scores) is written to OUTPUT/run.json.
     """
-    from ..training.config import build_config
+    from ..training.config import build_config, embed_decoder_base
     from ..training.run import run_training
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
         config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides=overrides)
+        if embed_base:
+            config = embed_decoder_base(config)
         record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides,
                               init_from=init_from)
     if record.init_from:

@@ -149,6 +149,26 @@ def inline_decoder(config: Config) -> Config:
     return config
 
 
+def embed_decoder_base(config: Config) -> Config:
+    """``train --embed-base``: every ``DecoderTagger.v2`` with LoRA stores its base weights in the saved
+    pipeline (``embed_base = true``) instead of referencing them by name and checksum.
+
+    config (Config): a full config.
+    RETURNS (Config): a new config.
+    """
+    config = Config(config).copy()
+    found = []
+    for name, component in config.get("components", {}).items():
+        block = component.get("model", {}).get("tok2vec", {})
+        if block.get("@architectures") == DECODER_ARCHITECTURES[-1]:
+            block["embed_base"] = True
+            found.append(name)
+    if not found:
+        raise ConfigValueError(f"--embed-base needs a decoder backbone on {DECODER_ARCHITECTURES[-1]} (e.g. "
+                               "--backbone mistral-7b); encoders and DecoderTagger.v1 always store their weights")
+    return config
+
+
 def add_adversarial(config: Config, adversarial: Config) -> Config:
     """Merge an adversarial-training block and put its component right after the entity head(s).
 

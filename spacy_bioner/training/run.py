@@ -60,6 +60,8 @@ class RunRecord:
     final_losses: Dict[str, float] = field(default_factory=dict)
     #: ``--init-from``: the pipeline training started from, what was sourced, labels kept and added.
     init_from: Optional[Dict[str, Any]] = None
+    #: ``{"trainable": n, "total": n}`` weights of the pipeline (frozen ones, e.g. under LoRA, not trainable).
+    parameters: Optional[Dict[str, int]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -75,6 +77,33 @@ def check_corpus_paths(config: Config) -> None:
         if key in paths and paths[key] in (None, ""):
             raise CorpusConfigError(f"paths.{key} is not set: pass --paths.{key} (e.g. corpus/ncbi/{key}.spacy, "
                                     "or an IOB/CoNLL file)")
+
+
+def count_parameters(nlp: Any) -> Dict[str, int]:
+    """Trainable and total weights of a pipeline: each component's thinc parameters plus the torch modules
+    its shims wrap (trainable where they require gradients: a LoRA base is frozen), each counted once.
+
+    nlp (Language): the pipeline.
+    RETURNS (Dict[str, int]): ``{"trainable": n, "total": n}``.
+    """
+    seen, trainable, total = set(), 0, 0
+    for _, proc in nlp.pipeline:
+        model = getattr(proc, "model", None)
+        if model is None or not hasattr(model, "walk"):
+            continue
+        for node in model.walk():
+            for name in node.param_names:
+                if node.has_param(name):
+                    size = int(node.get_param(name).size)
+                    trainable, total = trainable + size, total + size
+            for shim in node.shims:
+                module = getattr(shim, "_model", None)
+                for param in (module.parameters() if hasattr(module, "parameters") else []):
+                    if id(param) not in seen:
+                        seen.add(id(param))
+                        total += param.numel()
+                        trainable += param.numel() if param.requires_grad else 0
+    return {"trainable": trainable, "total": total}
 
 
 def peak_rss_mib() -> float:
@@ -164,6 +193,7 @@ def run_training(
         nonfinite_loss_step=progress.get("nonfinite_loss_step"),
         final_losses=progress.get("final_losses", {}),
         init_from=init_record,
+        parameters=count_parameters(nlp),
     )
     record.to_disk(output_dir / RUN_RECORD)
     return record
