@@ -93,6 +93,9 @@ def test_backbone_configs_name_a_hub_model_with_lora(family):
     ({"dtype": "float8"}, "dtype must be one of"),
     ({"lora": {"r": 4, "rank": 8}}, "unknown setting"),
     ({"lora": {"r": -1}}, "lora.r"),
+    ({"lora": {"r": True}}, "lora.r"),
+    ({"lora": {"r": 4, "dropout": None}}, "lora.dropout"),
+    ({"max_train_batch_items": 512, "mixed_precision": True}, "fp16 gradient"),
 ])
 def test_bad_settings_are_one_line(settings, needle):
     with pytest.raises(ConfigValueError, match=needle) as err:
@@ -140,14 +143,19 @@ def test_vectors_are_the_models_own_reading_of_the_text(tiny, vocab, family):
     numpy.testing.assert_allclose(vectors, hidden[last], atol=1e-5)
 
 
-def test_window_holds_the_start_token(tiny, vocab):
+@pytest.mark.parametrize("window,longest", [(48, 49), (1024, 512)])
+def test_every_window_starts_with_the_start_token_and_fits_the_positions(tiny, vocab, window, longest):
     rng = random.Random(0)
-    doc = Doc(vocab, words=[rng.choice(["BRCA1", "mutations", "cause", "cancer", "."]) for _ in range(400)])
-    model = v2(tiny, "llama", [doc], window=48, stride=32)
-    assert model.attrs["window"] == 48
-    full = v2(tiny, "llama", [doc], window=1024, stride=768)
-    assert full.attrs["window"] == 511  # 512 positions, one for <s>
-    assert model.predict([doc])[0].shape == (400, 32)  # no window overflows its positions
+    doc = Doc(vocab, words=[rng.choice(["BRCA1", "mutations", "cause", "cancer", "."]) for _ in range(600)])
+    model = v2(tiny, "llama", [doc], window=window, stride=window * 3 // 4)
+    module = decoder_modules(model)[0]
+    seen = []
+    module.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["input_ids"]), with_kwargs=True)
+    assert model.predict([doc])[0].shape == (600, 32)
+    rows = [row for batch in seen for row in batch.tolist()]
+    assert len(rows) > 1 and all(row[0] == 1 for row in rows)  # <s> begins every window
+    lengths = [int(n) for batch in seen for n in (batch != -1).sum(1)]
+    assert max(lengths) == longest  # 512 positions: 511 subwords of text + <s>
 
 
 def test_empty_and_whitespace_docs(tiny, vocab):
@@ -166,6 +174,12 @@ def test_unmasked_sees_the_right_context_and_none_does_not(tiny, vocab):
         model = v2(tiny, "llama", [a, b], bidirectional=mode)
         first_a, first_b = (out[0] for out in model.predict([a, b]))
         assert (not numpy.allclose(first_a, first_b, atol=1e-6)) == sees_right, mode
+
+
+def test_gpt2_with_eager_attention_keeps_its_causal_mask_so_unmasked_is_refused(tiny, vocab):
+    doc = Doc(vocab, words=["BRCA1", "mutations"])
+    with pytest.raises(ConfigValueError, match="ignores a custom attention mask"):
+        v2(tiny, "gpt2", [doc], bidirectional="unmasked", transformer_config={"attn_implementation": "eager"})
 
 
 def test_a_model_that_ignores_custom_masks_is_refused():
@@ -353,6 +367,28 @@ def test_micro_batches_give_the_whole_batchs_gradients_with_recomputation(tiny, 
         torch.testing.assert_close(micro[name], whole[name], atol=1e-5, rtol=1e-4)
 
 
+def test_full_fine_tuning_on_v2_saves_and_reloads_without_the_base(tiny, train_file, tmp_path):
+    backbone = shutil.copytree(tiny["llama"], tmp_path / "base")
+    spacy.util.fix_random_seed(0)
+    nlp = llm_nlp(backbone, "llama", train_file, **{"training.optimizer.learn_rate.initial_rate": 0.003,
+                                                    "components.bioner_tagger.model.tok2vec.lora.r": 0})
+    examples = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in read_docs(train_file)]
+    losses = train(nlp, examples, 10)
+    assert losses[-1] < losses[0]
+    before = ents(nlp)
+    nlp.to_disk(tmp_path / "model")
+    shutil.rmtree(backbone)  # full fine-tuning: every weight is in the pipeline
+    assert ents(spacy.load(tmp_path / "model")) == before
+
+
+def test_unmasked_with_a_bfloat16_base(tiny, vocab):
+    a = Doc(vocab, words=["BRCA1", "mutations", "cause", "cancer"])
+    b = Doc(vocab, words=["BRCA1", "mutations", "cause", "tumours"])
+    model = v2(tiny, "qwen2", [a, b], lora={"r": 4}, dtype="bfloat16", bidirectional="unmasked")
+    first_a, first_b = (out[0] for out in model.predict([a, b]))
+    assert numpy.isfinite(first_a).all() and not numpy.allclose(first_a, first_b)
+
+
 def test_bfloat16_base_on_cpu(tiny, vocab):
     import torch
 
@@ -416,5 +452,5 @@ def test_embed_base_without_a_decoder_is_one_line(train_file, tmp_path):
 
     result = CliRunner().invoke(app, ["train", "transformer", "--backbone", "minilm", "-o", str(tmp_path / "run"),
                                       "--paths.train", str(train_file), "--paths.dev", str(train_file), "--embed-base"])
-    assert result.exit_code == 1 and "--embed-base needs a decoder backbone" in result.output
+    assert result.exit_code == 1 and "--embed-base needs a LoRA decoder" in result.output
     assert "Traceback" not in result.output

@@ -40,9 +40,9 @@ def lora_settings(lora: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     unknown = sorted(set(settings) - set(LORA_KEYS))
     if unknown:
         raise ConfigValueError(f"lora: unknown setting(s) {', '.join(unknown)}; known: {', '.join(LORA_KEYS)}")
-    if not isinstance(settings["r"], int) or settings["r"] < 0:
+    if isinstance(settings["r"], bool) or not isinstance(settings["r"], int) or settings["r"] < 0:
         raise ConfigValueError(f"lora.r must be a whole number >= 0 (0: no adapters), got {settings['r']!r}")
-    if not 0 <= float(settings["dropout"]) < 1:
+    if not isinstance(settings["dropout"], (int, float)) or not 0 <= float(settings["dropout"]) < 1:
         raise ConfigValueError(f"lora.dropout must be in [0, 1), got {settings['dropout']!r}")
     targets = settings["target_modules"]
     if isinstance(targets, (list, tuple)):
@@ -107,7 +107,8 @@ def weights_checksum(module: Any) -> str:
     for key, tensor in sorted(module.state_dict().items()):
         data = tensor.detach().to("cpu").contiguous()
         digest.update(f"{key}|{tuple(data.shape)}|{data.dtype}|".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        if data.numel():
+            digest.update(data.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -277,9 +278,13 @@ def _define_adapter_shim() -> Any:
             from thinc.api import get_torch_default_device
 
             adapter = msg["adapter"]
-            config = _load_config(msg["config"])
+            require_peft()
+            config_dict = {k: v for k, v in msg["config"].items() if k != "quantization_config"}
+            config = _load_config(config_dict)
             tokenizer = _load_tokenizer(msg["tokenizer"])
-            dtype, quantization = adapter.get("dtype", "float32"), adapter.get("quantization")
+            # the loading config's precision wins (a QLoRA pipeline can be loaded in bf16/fp32 on a CPU)
+            dtype = self.base.get("dtype") or adapter.get("dtype", "float32")
+            quantization = self.base.get("quantization", adapter.get("quantization"))
             state = torch.load(io.BytesIO(msg["state"]), map_location="cpu")
             if adapter["embedded"]:
                 from transformers import AutoModel
@@ -287,6 +292,8 @@ def _define_adapter_shim() -> Any:
                 base = AutoModel.from_config(config, torch_dtype=getattr(torch, dtype))
             else:
                 base = self._load_referenced_base(adapter, config, dtype=dtype, quantization=quantization)
+                if quantization:
+                    base = prepare_quantized(base, gradient_checkpointing=False)
             model = add_adapters(base, adapter["lora"], name=adapter["name"])
             if adapter["embedded"]:
                 model.load_state_dict(state)
@@ -296,7 +303,7 @@ def _define_adapter_shim() -> Any:
                 set_peft_model_state_dict(model, state)
             if quantization is None:
                 model.to(get_torch_default_device())
-            self.base.update({k: adapter[k] for k in ("lora", "checksum", "dtype", "quantization")},
+            self.base.update({k: adapter[k] for k in ("lora", "checksum")}, dtype=dtype, quantization=quantization,
                              embed_base=adapter["embedded"])
             self._model = model
             self._hfmodel = HFObjects(tokenizer, model, None, {}, {})
@@ -317,7 +324,7 @@ def _define_adapter_shim() -> Any:
                                      f"here ({str(err).splitlines()[0]}); {fix}") from None
             base = load_base(source, config, dtype=dtype, quantization=quantization)
             expected = adapter.get("checksum")
-            if expected and quantization is None:
+            if expected and quantization is None and dtype == adapter.get("dtype", "float32"):
                 found = weights_checksum(base)
                 if found != expected:
                     raise ModelLoadError(f"The base model at {source} is not the one the pipeline's LoRA adapters "
@@ -350,8 +357,14 @@ def _recomputed_class() -> Any:
     return Recomputed
 
 
+_RECOMPUTED = None
+
+
 def _Recomputed(inner: Any) -> Any:
-    return _recomputed_class()(inner)
+    global _RECOMPUTED
+    if _RECOMPUTED is None:
+        _RECOMPUTED = _recomputed_class()
+    return _RECOMPUTED(inner)
 
 
 def adapter_summary(modules: List[Any]) -> Dict[str, Any]:

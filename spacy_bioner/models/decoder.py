@@ -46,6 +46,7 @@ no hub access and without the original backbone folder. :func:`decoder_modules`
 gives the torch modules (e.g. to hook ``get_input_embeddings()``).
 """
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -196,7 +197,7 @@ def decoder_tagger(
     quantization (Optional[str]): v2: ``"4bit"``/``"8bit"`` base through bitsandbytes (CUDA; needs LoRA).
     max_train_batch_items (int): v2, training: padded subwords per micro-batch (0: the whole batch at once).
         Each micro-batch's forward is recomputed in its own backward pass, so activation memory is one
-        micro-batch's; the gradients add up to the whole batch's (exact in fp32/bf16).
+        micro-batch's; the gradients add up to the whole batch's (not with fp16 gradient scaling: refused).
     version (int): 1 (``DecoderTagger.v1``: GPT-2's spacing, no start token) or 2 (the tokenizer's own).
     """
     from .adapters import DTYPES, QUANTIZATIONS, lora_settings
@@ -226,6 +227,11 @@ def decoder_tagger(
                                "base (embed_base = false)")
     if max_train_batch_items and version == 1:
         raise ConfigValueError(f"{architecture}: max_train_batch_items needs {ARCHITECTURE_V2}")
+    if max_train_batch_items and (mixed_precision or dict(grad_scaler_config or {}).get("enabled")):
+        raise ConfigValueError(f"{architecture}: max_train_batch_items cannot be combined with fp16 gradient "
+                               "scaling (mixed_precision); use dtype = \"bfloat16\" or max_train_batch_items = 0")
+    if version == 1 and (lora or dtype != "float32" or quantization):
+        raise ConfigValueError(f"{architecture}: lora, dtype and quantization need {ARCHITECTURE_V2}")
     if adapters["r"] and direction == "reverse" and not shared_weights:
         raise ConfigValueError(f"{architecture}: with LoRA the reversed pass shares the base and its adapters; set "
                                "shared_weights = true (or lora.r = 0 for two fully fine-tuned copies)")
@@ -337,7 +343,8 @@ def configure_decoder_tagger_v2(
     vectors of an entity head, with LoRA adapters and the tokenizer's own start token and spacing.
 
     name (str): hub name or local folder of the backbone.
-    window (int): subwords per window, start token included (clamped to the model's positions).
+    window (int): subwords of text per window (clamped so that with the start token it fits the model's
+        positions and sliding window).
     stride (int): subwords between window starts.
     pooling (str): ``last``, ``first`` or ``mean`` subword per word.
     bidirectional (str): ``"none"``, ``"reverse"`` (a second pass over the reversed words, 2 × width) or
@@ -397,6 +404,9 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
     config = module.config
     _tokenizer_conventions(model)
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    sliding = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    if sliding and (not limit or int(sliding) < int(limit)):
+        limit = sliding  # Mistral: a window never wider than the attention's sliding window
     if limit:
         model.attrs["window"] = min(model.attrs["window"], int(limit) - len(model.attrs["prefix_ids"]))
         model.attrs["stride"] = min(model.attrs["stride"], model.attrs["window"])
@@ -442,9 +452,13 @@ def _load_v2(model: Model) -> None:
     tokenizer = AutoTokenizer.from_pretrained(source, **dict(first._hfmodel._init_tokenizer_config))
     if tokenizer.pad_token is None:  # Llama, Mistral, GPT-2: none; any id will do (masks come from lengths)
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    vocab_file = getattr(tokenizer, "vocab_file", None)  # HFShim re-saves it (SentencePiece tokenizers)
+    vocab_contents = Path(vocab_file).read_bytes() if vocab_file and Path(vocab_file).is_file() else None
     config = AutoConfig.from_pretrained(source, **dict(first._hfmodel._init_transformer_config))
     transformer = load_base(source, config, dtype=settings["dtype"], quantization=settings["quantization"])
     adapted = bool(settings["lora"]["r"])
+    if not adapted or settings["embed_base"]:
+        check_storable(transformer, name=model.attrs["name"], adapted=adapted)
     if adapted and not settings["embed_base"] and not settings["quantization"]:
         settings["checksum"] = weights_checksum(transformer)
     if settings["quantization"]:
@@ -456,8 +470,22 @@ def _load_v2(model: Model) -> None:
         shim = encoder.shims[0]
         shim.base.update(settings)
         shim._model = module
-        shim._hfmodel = HFObjects(tokenizer, module, None, shim._hfmodel._init_tokenizer_config,
+        shim._hfmodel = HFObjects(tokenizer, module, vocab_contents, shim._hfmodel._init_tokenizer_config,
                                   shim._hfmodel._init_transformer_config)
+
+
+#: msgpack (srsly) stores one item of at most 2**32 - 1 bytes: a component's weights must fit in it.
+MAX_STORED_BYTES = 2 ** 32 - 2 ** 26
+
+
+def check_storable(module: Any, *, name: str, adapted: bool) -> None:
+    """One line when a model's weights are too big to be stored inside a pipeline (4 GiB msgpack limit)."""
+    size = sum(p.numel() * p.element_size() for p in module.parameters())
+    if size > MAX_STORED_BYTES:
+        what = "embed_base = true" if adapted else "full fine-tuning (lora.r = 0)"
+        raise ConfigValueError(f"{name}: {size / 2 ** 30:.1f} GiB of weights cannot be stored in a pipeline "
+                               f"(4 GiB limit), so {what} cannot be saved; train LoRA adapters with the base "
+                               "referenced (lora.r > 0, embed_base = false)")
 
 
 def _tokenizer_conventions(model: Model) -> None:
@@ -488,9 +516,13 @@ def check_unmasked(module: Any, *, name: str) -> None:
     """Raise a one-line error when a model ignores a custom 4-D attention mask (its causal mask would stay)."""
     import torch
 
+    implementation = getattr(getattr(module, "config", None), "_attn_implementation", "eager") or "eager"
+    if implementation not in ("eager", "sdpa"):
+        raise ConfigValueError(f"bidirectional = \"unmasked\" needs eager or sdpa attention, and {name} uses "
+                               f"{implementation}; set transformer_config.attn_implementation = \"sdpa\"")
     vocab = module.get_input_embeddings().num_embeddings
-    ids = torch.tensor([[1 % vocab, 2 % vocab, 3 % vocab], [1 % vocab, 2 % vocab, 4 % vocab]],
-                       device=module.device)
+    a, b, c, d = (vocab - k for k in (5, 4, 3, 2))  # ordinary tokens (low ids are often <s>, <pad>…)
+    ids = torch.tensor([[a, b, c], [a, b, d]], device=module.device)
     was_training = module.training
     module.eval()
     with torch.no_grad():
@@ -588,6 +620,8 @@ def _encode(encoder: Model, seqs: List[numpy.ndarray], *, pad_id: int, is_train:
         encoder.shims[0].recompute = len(groups) > 1
     elif is_train:
         groups = [list(range(len(seqs)))]
+        if hasattr(encoder.shims[0], "recompute"):
+            encoder.shims[0].recompute = False
     else:
         groups = padded_size_groups([len(seq) for seq in seqs], max_items=max_batch_items)
     outputs, backprops, shapes = [], [], []

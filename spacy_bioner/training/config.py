@@ -160,11 +160,11 @@ def embed_decoder_base(config: Config) -> Config:
     found = []
     for name, component in config.get("components", {}).items():
         block = component.get("model", {}).get("tok2vec", {})
-        if block.get("@architectures") == DECODER_ARCHITECTURES[-1]:
+        if block.get("@architectures") == "spacy_bioner.DecoderTagger.v2" and block.get("lora", {}).get("r", 0):
             block["embed_base"] = True
             found.append(name)
     if not found:
-        raise ConfigValueError(f"--embed-base needs a decoder backbone on {DECODER_ARCHITECTURES[-1]} (e.g. "
+        raise ConfigValueError("--embed-base needs a LoRA decoder on spacy_bioner.DecoderTagger.v2 (e.g. "
                                "--backbone mistral-7b); encoders and DecoderTagger.v1 always store their weights")
     return config
 
