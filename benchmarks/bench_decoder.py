@@ -118,29 +118,12 @@ def random_llama(train: Path, out: Path, *, layers: int, width: int, heads: int,
 
 
 def trained_parameters(model_dir: Path) -> Dict[str, int]:
-    """Trainable and total parameters of a trained pipeline: its thinc weights (heads) plus the torch
-    weights its components wrap, trainable where they require gradients (frozen under LoRA)."""
+    """Trainable and total parameters of a trained pipeline (frozen LoRA bases not trainable)."""
     import spacy
 
-    nlp = spacy.load(model_dir)
-    seen, trainable, total = set(), 0, 0
-    for _, proc in nlp.pipeline:
-        model = getattr(proc, "model", None)
-        if model is None:
-            continue
-        for node in model.walk():
-            for name in node.param_names:
-                if node.has_param(name):
-                    size = node.get_param(name).size
-                    trainable, total = trainable + size, total + size
-            for shim in node.shims:
-                module = getattr(shim, "_model", None)
-                for param in (module.parameters() if module is not None else []):
-                    if id(param) not in seen:
-                        seen.add(id(param))
-                        total += param.numel()
-                        trainable += param.numel() if param.requires_grad else 0
-    return {"trainable": trainable, "total": total}
+    from spacy_bioner.training.run import count_parameters
+
+    return count_parameters(spacy.load(model_dir))
 
 
 def cli(args: List[str], *, log: Path) -> float:

@@ -300,6 +300,11 @@ def synthetic_f1(tiny, train_file, bidirectional, steps=240):
     nlp = tagger_nlp(tiny["gpt2"], train_file, **{
         "training.optimizer.learn_rate.initial_rate": 0.003, "training.max_steps": steps,
         "components.bioner_tagger.model.tok2vec.bidirectional": bidirectional})
+    return next_word_f1(nlp, steps)
+
+
+def next_word_f1(nlp, steps):
+    """Train ``nlp`` for ``steps`` batches of 16 on :func:`next_word_is_disease` sentences; test entity F1."""
     train = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in next_word_is_disease(nlp.vocab, 400, 1)]
     test = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in next_word_is_disease(nlp.vocab, 100, 2)]
     optimizer = nlp.initialize(lambda: train)

@@ -17,7 +17,7 @@ from spacy_bioner.models.decoder import (ARCHITECTURE_V2, check_unmasked, config
 from spacy_bioner.training.config import build_config, fit_schedule
 
 from .conftest import PROJECT
-from .test_decoder import next_word_is_disease
+from .test_decoder import next_word_f1
 
 pytest.importorskip("peft", reason="LoRA tests need peft: pip install 'spacy-bioner[lora]'")
 
@@ -208,20 +208,7 @@ def synthetic_f1(tiny, train_file, family, mode, *, lora_r=0, steps=200):
         "training.optimizer.learn_rate.initial_rate": 0.003, "training.max_steps": steps,
         "components.bioner_tagger.model.tok2vec.bidirectional": mode,
         "components.bioner_tagger.model.tok2vec.lora.r": lora_r})
-    train_docs = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in next_word_is_disease(nlp.vocab, 400, 1)]
-    test = [Example(Doc(nlp.vocab, words=[t.text for t in d]), d) for d in next_word_is_disease(nlp.vocab, 100, 2)]
-    optimizer = nlp.initialize(lambda: train_docs)
-    rng = random.Random(0)
-    step = 0
-    while step < steps:
-        rng.shuffle(train_docs)
-        for start in range(0, len(train_docs), 16):
-            nlp.update(train_docs[start:start + 16], sgd=optimizer, losses={}, drop=0.0)
-            optimizer.step_schedules()
-            step += 1
-            if step == steps:
-                break
-    return nlp.evaluate(test)["ents_f"]
+    return next_word_f1(nlp, steps)
 
 
 @pytest.mark.parametrize("mode", ["reverse", "unmasked"])

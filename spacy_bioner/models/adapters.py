@@ -15,7 +15,7 @@ extra; anywhere else one line says so.
 """
 import hashlib
 import io
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import srsly
 
@@ -164,12 +164,6 @@ def load_base(source: str, config: Any, *, dtype: str, quantization: Optional[st
 def prepare_quantized(model: Any, *, gradient_checkpointing: bool) -> Any:
     """peft's preparation of a 4/8-bit base for training (norms in fp32, input gradients on)."""
     return require_peft().prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-
-
-def trainable_parameters(module: Any) -> Dict[str, int]:
-    """``{"trainable": n, "total": n}`` parameters of a torch module."""
-    params = list(module.parameters())
-    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
 
 
 # ---------------------------------------------------------------------- serialisation
@@ -365,10 +359,3 @@ def _Recomputed(inner: Any) -> Any:
     if _RECOMPUTED is None:
         _RECOMPUTED = _recomputed_class()
     return _RECOMPUTED(inner)
-
-
-def adapter_summary(modules: List[Any]) -> Dict[str, Any]:
-    """Trainable and total parameters of a decoder's torch modules (for run records and benchmarks)."""
-    counts = [trainable_parameters(m) for m in modules]
-    return {"trainable": sum(c["trainable"] for c in counts), "total": sum(c["total"] for c in counts),
-            "adapters": any(is_adapted(m) for m in modules)}

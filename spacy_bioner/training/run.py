@@ -86,23 +86,23 @@ def count_parameters(nlp: Any) -> Dict[str, int]:
     nlp (Language): the pipeline.
     RETURNS (Dict[str, int]): ``{"trainable": n, "total": n}``.
     """
-    seen, trainable, total = set(), 0, 0
-    for _, proc in nlp.pipeline:
+    from ..models.inference import torch_modules
+
+    trainable = total = 0
+    for _, proc in nlp.pipeline:  # thinc weights (heads): all trainable
         model = getattr(proc, "model", None)
-        if model is None or not hasattr(model, "walk"):
-            continue
-        for node in model.walk():
+        for node in (model.walk() if hasattr(model, "walk") else []):
             for name in node.param_names:
                 if node.has_param(name):
                     size = int(node.get_param(name).size)
                     trainable, total = trainable + size, total + size
-            for shim in node.shims:
-                module = getattr(shim, "_model", None)
-                for param in (module.parameters() if hasattr(module, "parameters") else []):
-                    if id(param) not in seen:
-                        seen.add(id(param))
-                        total += param.numel()
-                        trainable += param.numel() if param.requires_grad else 0
+    seen = set()
+    for module in torch_modules(nlp):
+        for param in module.parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                total += param.numel()
+                trainable += param.numel() if param.requires_grad else 0
     return {"trainable": trainable, "total": total}
 
 
