@@ -87,13 +87,14 @@ def test_unscale_divides_by_the_loss_scale_and_flags_overflow():
     ({"epsilon": 0}, "epsilon"), ({"epsilon": 1, "alpha": -1}, "alpha"), ({"epsilon": 1, "steps": 0}, "steps"),
     ({"epsilon": 1, "norm": "l1"}, "norm"), ({"epsilon": 1, "per": "word"}, "per"),
     ({"epsilon": 1, "weight": -1}, "weight"), ({"epsilon": 1, "warmup_steps": -2}, "warmup"),
-    ({"epsilon": 1, "target": "all"}, "target")])
+    ({"epsilon": 1, "target": "all"}, "target"), ({"epsilon": 1, "scale": "log"}, "scale"),
+    ({"epsilon": 1, "max_ratio": 0}, "max_ratio")])
 def test_bad_settings_fail_when_the_config_is_built(kwargs, match):
     kwargs = {"norm": "l2", "per": "sequence", **kwargs}
     with pytest.raises(ValueError, match=match):
         adv.check_settings(**kwargs)
     with pytest.raises(Exception, match=match):
-        spacy.registry.resolve({"s": {"@misc": "spacy_bioner.PGD.v1", **kwargs}})
+        spacy.registry.resolve({"s": {"@misc": "spacy_bioner.PGD.v2", **kwargs}})
 
 
 def test_strategies_resolve_from_the_registry():
@@ -285,7 +286,8 @@ def test_fgsm_in_the_pipeline_is_epsilon_times_the_normalised_gradient(tiny, tra
         return out
 
     monkeypatch.setattr(adv, "fgsm_delta", spy)
-    nlp, examples = make(tiny, train_file, head="tagger", **{f"components.{NAME}.strategy.epsilon": 0.7})
+    nlp, examples = make(tiny, train_file, head="tagger")
+    nlp.get_pipe(NAME).strategy = adversarial_pipe.configure_fgsm(epsilon=0.7)  # v1: ε a length, per sequence
     optimizer = nlp.initialize(lambda: examples)
     without_dropout(nlp)
     losses = step(nlp, examples, optimizer)
@@ -310,9 +312,8 @@ def test_pgd_iterates_stay_in_the_ball_in_the_pipeline(tiny, train_file, monkeyp
         return out
 
     monkeypatch.setattr(adv, "pgd_step", spy)
-    nlp, examples = make(tiny, train_file, head=head, adversarial="pgd",
-                         **{f"components.{NAME}.strategy.epsilon": 0.3, f"components.{NAME}.strategy.alpha": 0.2,
-                            f"components.{NAME}.strategy.steps": 4})
+    nlp, examples = make(tiny, train_file, head=head, adversarial="pgd")
+    nlp.get_pipe(NAME).strategy = adversarial_pipe.configure_pgd(epsilon=0.3, alpha=0.2, steps=4)  # v1: from δ = 0
     optimizer = nlp.initialize(lambda: examples)
     without_dropout(nlp)
     losses = step(nlp, examples, optimizer)

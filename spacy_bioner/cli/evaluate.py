@@ -151,6 +151,8 @@ def evaluate_cli(
     noise_train: Optional[Path] = typer.Option(None, "--noise-train",
                                                help="Corpus whose mentions `swap` draws (default: the test set's)"),
     noise_rate: float = typer.Option(0.2, "--noise-rate", help="Share of words/mentions changed per noise kind"),
+    attack: Optional[float] = typer.Option(None, "--attack", help="Also score under a test-time FGSM attack on the "
+                                           "embeddings: each token moved by EPS x the mean token norm (e.g. 0.05)"),
     gold_format: Optional[str] = typer.Option(None, "--gold-format", help="Standoff format of DATA: pubtator, "
                                               "bioc or brat (default: from the suffix)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="Standoff: score only these types, e.g. Disease,Chemical"),
@@ -163,7 +165,8 @@ def evaluate_cli(
     """Run a pipeline over gold data (its tokens) and score it; reports words/s.
 
     With --noise KIND[,KIND] it also scores seeded noisy copies of the data (clean vs
-    noisy P/R/F1 per kind, in the metrics JSON under "robustness" and in the report).
+    noisy P/R/F1 per kind, in the metrics JSON under "robustness" and in the report);
+    with --attack EPS, under a test-time FGSM attack on the embeddings ("robustness.attack").
 
     Standoff gold (PubTator, BioC, brat) is scored at character offsets: the pipeline runs on
     each document's raw text with its own tokenizer (as `annotate` does), timed per document,
@@ -174,8 +177,8 @@ def evaluate_cli(
 
     standoff_only = {"--labels": labels, "--label-map": label_map, "--gold-tokenizer": gold_tokenizer}
     if gold_format is not None or (data.suffix != ".spacy" and data.exists() and is_standoff(data)):
-        if noise is not None:
-            fail("--noise: for IOB/.spacy gold only (noisy copies are made of gold tokens)")
+        if noise is not None or attack is not None:
+            fail("--noise, --attack: for IOB/.spacy gold only (noisy copies are made of gold tokens)")
         return _evaluate_standoff(model, data, gpu_id=gpu_id, batch_size=batch_size, output=output, report=report,
                                   plots=plots, n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
                                   int8=int8, runtime=runtime, gold_format=gold_format, labels=labels,
@@ -196,15 +199,16 @@ def evaluate_cli(
         pairs, metrics = evaluate_model(model, data, gpu_id=gpu_id, batch_size=batch_size,
                                         n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
                                         int8=int8, runtime=runtime, noise=kinds, noise_train=noise_train,
-                                        noise_rate=noise_rate,
-                                        warn=msg.warn)
+                                        noise_rate=noise_rate, attack=attack, warn=msg.warn)
         write_outputs(metrics, pairs, output=output, report=report, plots=plots, title=f"{model} on {data}")
         print_headline(metrics)
         if "robustness" in metrics:
             rob = metrics["robustness"]
             msg.table([("clean", *(f"{100 * rob['clean'][k]:.2f}" for k in "prf"), "")]
                       + [(kind, *(f"{100 * v[k]:.2f}" for k in "prf"), f"{100 * v['delta_f']:+.2f}")
-                         for kind, v in rob["kinds"].items()],
+                         for kind, v in rob["kinds"].items()]
+                      + ([(f"attack ε {attack}", *(f"{100 * rob['attack'][k]:.2f}" for k in "prf"),
+                           f"{100 * rob['attack']['delta_f']:+.2f}")] if "attack" in rob else []),
                       header=("noise", "P", "R", "F", "ΔF"), aligns=("l", "r", "r", "r", "r"))
         msg.info(f"{metrics['words_per_second']:.0f} words/s"
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))

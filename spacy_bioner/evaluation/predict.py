@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from ..errors import CorpusFormatError
+from ..errors import ConfigValueError, CorpusFormatError
 from ..gpu import peak_gpu_memory_mib, require_gpu, reset_peak_gpu_memory
 from ..models.inference import (ADDED_CLEANER, CLEANED_ATTRS, add_doc_cleaner, load_pipeline,  # noqa: F401
                                 speed_up)
@@ -117,28 +117,57 @@ def robustness(nlp: "Language", gold: Sequence["Doc"], kinds: Sequence[str], *, 
     from ..corpus.readers import load_corpus_docs
     from ..corpus.noise import changed_tokens, mention_pool, noisy_docs
 
-    def row(metrics: Dict[str, Any]) -> Dict[str, float]:
-        sp, b = metrics["spacy"], metrics["bootstrap"]
-        return {"p": sp["ents_p"], "r": sp["ents_r"], "f": sp["ents_f"], "f_low": b["low"], "f_high": b["high"]}
-
     pool = mention_pool(load_corpus_docs(pool_from, vocab=nlp.vocab)) if pool_from is not None else None
     out: Dict[str, Any] = {"seed": seed, "rate": rate, "swap_source": str(pool_from) if pool_from else "test set",
-                           "clean": row(clean), "kinds": {}}
+                           "clean": _row(clean), "kinds": {}}
     for kind in kinds:
         noisy = noisy_docs(gold, kind, seed=seed, rate=rate, pool=pool if kind == "swap" else None)
         _, metrics = score_docs(noisy, predict(nlp, noisy, batch_size=batch_size), n_bootstrap=n_bootstrap,
                                 seed=seed)
-        result = row(metrics)
+        result = _row(metrics)
         result["delta_f"] = result["f"] - out["clean"]["f"]
         result["changed_tokens"] = changed_tokens(gold, noisy)
         out["kinds"][kind] = result
     return out
 
 
+def _row(metrics: Dict[str, Any]) -> Dict[str, float]:
+    sp, b = metrics["spacy"], metrics["bootstrap"]
+    return {"p": sp["ents_p"], "r": sp["ents_r"], "f": sp["ents_f"], "f_low": b["low"], "f_high": b["high"]}
+
+
+def under_attack(nlp: "Language", gold: Sequence["Doc"], *, epsilon: float, clean: Dict[str, Any],
+                 batch_size: int = 64, n_bootstrap: int = 1000, seed: int = 0) -> Dict[str, Any]:
+    """Scores under a test-time FGSM attack on the embeddings (the training perturbation, against the model).
+
+    nlp (Language): a trained pipeline on the torch runtime.
+    gold (Sequence[Doc]): the gold Docs (the attack uses their annotation, as training does).
+    epsilon (float): ``spacy_bioner.FGSM.v2``'s ε: each token moves by ε × the mean token norm (L2).
+    clean (Dict[str, Any]): the clean metrics.
+    batch_size (int): Examples per attacked batch.
+    n_bootstrap (int): bootstrap resamples for the interval.
+    seed (int): bootstrap seed.
+    RETURNS (Dict[str, Any]): ``p``, ``r``, ``f``, ``f_low``, ``f_high``, ``delta_f``, the strategy, and
+        the measured per-token ratio ‖δ‖/‖e‖ (``ratio_mean``, ``ratio_max``).
+    """
+    from spacy.training import Example
+
+    from ..pipeline.adversarial import attack, configure_fgsm_v2
+
+    strategy = configure_fgsm_v2(epsilon=epsilon, max_ratio=float("inf"))
+    examples = [Example(doc, ref) for doc, ref in zip(gold_inputs(nlp, gold), gold)]
+    result = attack(nlp, examples, strategy=strategy, batch_size=batch_size)
+    _, metrics = score_docs(gold, result["docs"], n_bootstrap=n_bootstrap, seed=seed)
+    row = _row(metrics)
+    row.update(delta_f=row["f"] - _row(clean)["f"], ratio_mean=result["ratio_mean"], ratio_max=result["ratio_max"],
+               strategy={k: v for k, v in strategy.to_dict().items() if k != "max_ratio"})
+    return row
+
+
 def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, batch_size: int = 64,
                    n_bootstrap: int = 1000, seed: int = 0, length_buckets: float = 0.8, int8: bool = False,
                    runtime: str = "torch", noise: Sequence[str] = (), noise_train: Optional[Path] = None, noise_rate: float = 0.2,
-                   warn=None) -> Tuple[List[SentencePair], Dict[str, Any]]:
+                   attack: Optional[float] = None, warn=None) -> Tuple[List[SentencePair], Dict[str, Any]]:
     """Load a pipeline, predict on ``data`` and score.
 
     model (Union[str, Path]): pipeline folder or package name.
@@ -153,6 +182,8 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     noise (Sequence[str]): noise kinds to score on too (``metrics["robustness"]``).
     noise_train (Optional[Path]): corpus whose mentions ``swap`` draws (None: the test set's own).
     noise_rate (float): noise rate.
+    attack (Optional[float]): also score under a test-time FGSM attack of this relative ε
+        (``metrics["robustness"]["attack"]``; torch runtime, no int8).
     warn (Callable[[str], None]): called with a warning about unknown gold labels.
     RETURNS: the sentence pairs and the metrics, with ``words_per_second``, ``inference``,
         ``unknown_gold_labels``, ``peak_gpu_mib`` (GPU) and spaCy's flat ``ents_*`` keys.
@@ -160,6 +191,10 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
     from ..corpus.readers import load_corpus_docs
 
     require_gpu(gpu_id)
+    if attack is not None and (runtime != "torch" or int8):
+        raise ConfigValueError("--attack needs gradients: use it with --runtime torch and without --int8")
+    if attack is not None and not attack > 0:
+        raise ConfigValueError(f"--attack: epsilon must be > 0, got {attack}")
     nlp = load_pipeline(model, register=register_components)
     inference = speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, runtime=runtime)
     gold = require_tokens(load_corpus_docs(data, vocab=nlp.vocab), data)
@@ -181,7 +216,10 @@ def evaluate_model(model: Union[str, Path], data: Path, *, gpu_id: int = -1, bat
         metrics["peak_gpu_mib"] = peak_gpu_memory_mib(gpu_id)
     # spaCy's flat keys too, so scripts written for `spacy evaluate` find them
     metrics.update({k: metrics["spacy"][k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")})
-    if noise:
+    if noise or attack is not None:
         metrics["robustness"] = robustness(nlp, gold, noise, clean=metrics, pool_from=noise_train, rate=noise_rate,
                                            seed=seed, batch_size=batch_size, n_bootstrap=n_bootstrap)
+    if attack is not None:
+        metrics["robustness"]["attack"] = under_attack(nlp, gold, epsilon=attack, clean=metrics,
+                                                       batch_size=batch_size, n_bootstrap=n_bootstrap, seed=seed)
     return pairs, metrics

@@ -86,7 +86,16 @@ def markdown_report(
             lines.append(f"| {kind} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | "
                          f"{_pct(v['f_low'])}–{_pct(v['f_high'])} | {100 * v['delta_f']:+.2f} | "
                          f"{_pct(v['changed_tokens'])} |")
+        if rob.get("attack"):
+            a = rob["attack"]
+            lines.append(f"| FGSM attack, ε {a['strategy']['epsilon']} | {_pct(a['p'])} | {_pct(a['r'])} | "
+                         f"{_pct(a['f'])} | {_pct(a['f_low'])}–{_pct(a['f_high'])} | {100 * a['delta_f']:+.2f} | |")
         lines.append("")
+        if rob.get("attack"):
+            lines += [f"The attack moves each token's embedding along the gradient of the loss on the gold "
+                      f"annotation by ε × the mean token norm (measured per token: mean "
+                      f"{100 * rob['attack']['ratio_mean']:.1f} %, max {100 * rob['attack']['ratio_max']:.1f} % "
+                      "of its own norm).", ""]
     lines += ["## Per type (seqeval strict)", ""]
     if sq["per_type"]:
         lines += ["| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]

@@ -13,23 +13,36 @@ component that drives them is :mod:`spacy_bioner.pipeline.adversarial`.
   in the forward pass, as the widely copied FGM recipe normalises the gradient
   of the whole embedding matrix).
 * FGSM: ``δ = ε · direction(g)``. PGD: ``δ_0 = 0``, ``δ_{k+1} = Π_ε(δ_k + α · direction(g_k))``
-  for ``k < K``, ``g_k`` the loss gradient at ``δ_k`` (``g_0``: the clean pass's).
+  for ``k < K``, ``g_k`` the loss gradient at ``δ_k`` (``g_0``: the clean pass's); with a random
+  start (Madry et al.) ``δ_0`` is drawn inside the ball (:func:`random_start`).
+* ``scale = "absolute"``: ε and α are lengths in embedding space (``v1``). ``scale = "relative"``:
+  they are fractions of the mean per-token norm ``n̄`` of the clean embedding outputs of the batch,
+  given per token whatever the scope: the ball's radius is ``ε · n̄ · √T`` for a scope of ``T``
+  tokens (1 per token, the row's tokens per sequence, all per batch), so the root-mean-square
+  perturbation of a token is ``ε · n̄`` (:func:`radii`). For ``linf`` the bound per element is
+  ``ε · n̄ / √D`` (a sign vector of that size has per-token norm ``ε · n̄``).
+* "Tokens" are the positions the loss depends on: those with a non-zero gradient
+  (:func:`token_mask`); padding has none and is never perturbed or counted.
+* :func:`ratios` measures what a perturbation did: per token ``‖δ_t‖ / ‖e_t‖``.
 
 torch is imported inside the functions: light commands never load it through here.
 """
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigValueError
 
 NORMS = ("linf", "l2")
 SCOPES = ("token", "sequence", "batch")
 TARGETS = ("word", "embeddings")
+SCALES = ("absolute", "relative")
 #: Below this a gradient (or perturbation) norm counts as zero: no direction.
 TINY = 1e-12
 
 
 def check_settings(*, epsilon: float, alpha: Optional[float] = None, steps: int = 1, norm: str, per: str,
-                   weight: float = 1.0, warmup_steps: int = 0, target: str = "word") -> None:
+                   weight: float = 1.0, warmup_steps: int = 0, target: str = "word", scale: str = "absolute",
+                   max_ratio: Optional[float] = None) -> None:
     """A ValueError naming the first bad setting (when the config is built, not mid-training).
 
     epsilon (float): radius of the ε-ball (> 0).
@@ -40,6 +53,8 @@ def check_settings(*, epsilon: float, alpha: Optional[float] = None, steps: int 
     weight (float): adversarial loss weight (>= 0).
     warmup_steps (int): clean updates before perturbation starts (>= 0).
     target (str): ``word`` (word embeddings only) or ``embeddings`` (the embedding block's output).
+    scale (str): ``absolute`` or ``relative`` (ε and α as fractions of the mean token norm).
+    max_ratio (Optional[float]): warn above this per-token ratio ``‖δ_t‖ / ‖e_t‖`` (> 0).
     """
     if not epsilon > 0:
         raise ConfigValueError(f"adversarial: epsilon must be > 0, got {epsilon}")
@@ -57,6 +72,121 @@ def check_settings(*, epsilon: float, alpha: Optional[float] = None, steps: int 
         raise ConfigValueError(f"adversarial: warmup_steps must be an integer >= 0, got {warmup_steps}")
     if target not in TARGETS:
         raise ConfigValueError(f"adversarial: target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if scale not in SCALES:
+        raise ConfigValueError(f"adversarial: scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if max_ratio is not None and not max_ratio > 0:
+        raise ConfigValueError(f"adversarial: max_ratio must be > 0, got {max_ratio}")
+
+
+def token_mask(grads: Sequence[Any]) -> List[Any]:
+    """Where the loss depends on the embedding output: ``[rows, positions, 1]`` booleans (gradient ≠ 0).
+
+    grads (Sequence[torch.Tensor]): loss gradients w.r.t. the embedding outputs.
+    RETURNS (List[torch.Tensor]): one mask per tensor (padding: False).
+    """
+    return [g.float().norm(dim=-1, keepdim=True) > TINY for g in grads]
+
+
+def mean_token_norm(outputs: Sequence[Any], masks: Sequence[Any]) -> float:
+    """Mean L2 norm of the embedding outputs over the masked tokens (0.0 when there are none).
+
+    outputs (Sequence[torch.Tensor]): clean embedding outputs ``[rows, positions, hidden]``.
+    masks (Sequence[torch.Tensor]): from :func:`token_mask`.
+    RETURNS (float): ``n̄``.
+    """
+    total = sum(float((o.detach().float().norm(dim=-1, keepdim=True) * m).sum()) for o, m in zip(outputs, masks))
+    count = sum(int(m.sum()) for m in masks)
+    return total / count if count else 0.0
+
+
+def radii(outputs: Sequence[Any], grads: Sequence[Any], *, epsilon: float, norm: str, per: str,
+          scale: str) -> Union[float, List[Any]]:
+    """The ball's radius for each scope (broadcastable per tensor), or ε itself for ``absolute``.
+
+    outputs (Sequence[torch.Tensor]): the clean embedding outputs.
+    grads (Sequence[torch.Tensor]): their loss gradients (which tokens count).
+    epsilon (float): ε (or α: any length given on the same scale).
+    norm (str): ``l2`` or ``linf`` (linf: per element, divided by √D).
+    per (str): the scope of the L2 norm.
+    scale (str): ``absolute`` or ``relative``.
+    RETURNS (Union[float, List[torch.Tensor]]): ``epsilon`` unchanged (absolute), else one tensor per
+        input: ``ε · n̄ · √T`` per scope (``[rows, positions, 1]``, ``[rows, 1, 1]`` or a scalar).
+    """
+    import torch
+
+    if scale == "absolute":
+        return float(epsilon)
+    if scale != "relative":
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    masks = token_mask(grads)
+    unit = float(epsilon) * mean_token_norm(outputs, masks)
+    if norm == "linf":  # per element; never summed over a scope
+        return [torch.full_like(m, unit / math.sqrt(g.shape[-1]), dtype=torch.float32) * m for g, m in zip(grads, masks)]
+    if per == "token":
+        return [m.float() * unit for m in masks]
+    if per == "sequence":
+        return [torch.sqrt(m.float().sum(dim=(1, 2), keepdim=True)) * unit for m in masks]
+    if per == "batch":
+        total = math.sqrt(sum(int(m.sum()) for m in masks))
+        return [torch.tensor(total * unit) for _ in masks]
+    raise ValueError(f"per must be one of {', '.join(SCOPES)}, got {per!r}")
+
+
+def ratios(deltas: Sequence[Any], outputs: Sequence[Any], masks: Sequence[Any]) -> Tuple[float, float]:
+    """Mean and max over the masked tokens of ``‖δ_t‖ / ‖e_t‖``: how far the attack moved each token.
+
+    deltas (Sequence[torch.Tensor]): the perturbation.
+    outputs (Sequence[torch.Tensor]): the clean embedding outputs it was added to.
+    masks (Sequence[torch.Tensor]): from :func:`token_mask`.
+    RETURNS (Tuple[float, float]): mean and max ratio (0.0, 0.0 without tokens).
+    """
+    import torch
+
+    values = [(d.float().norm(dim=-1) / o.detach().float().norm(dim=-1).clamp_min(TINY))[m.squeeze(-1)]
+              for d, o, m in zip(deltas, outputs, masks)]
+    values = [v for v in values if v.numel()]
+    if not values:
+        return 0.0, 0.0
+    flat = torch.cat(values)
+    return float(flat.mean()), float(flat.max())
+
+
+def random_start(grads: Sequence[Any], *, epsilon: Union[float, Sequence[Any]], norm: str, per: str,
+                 generator: Optional[Any] = None) -> List[Any]:
+    """A random point inside the ball (PGD's random start), zero where the gradient is (padding).
+
+    ``linf``: uniform in ``[-ε, ε]`` per element. ``l2``: a uniformly random direction per scope,
+    scaled to ``ε · u``, ``u ~ U(0, 1)`` per scope.
+
+    grads (Sequence[torch.Tensor]): the clean gradients (shapes, devices, and which tokens count).
+    epsilon (Union[float, Sequence[torch.Tensor]]): the radius, or radii from :func:`radii`.
+    norm (str): ``linf`` or ``l2``.
+    per (str): scope of the L2 norm.
+    generator (Optional[torch.Generator]): random source (None: torch's global one).
+    RETURNS (List[torch.Tensor]): the starting perturbation, inside the ball.
+    """
+    import torch
+
+    masks = token_mask(grads)
+    eps = _per_tensor(epsilon, len(grads))
+    if norm == "linf":
+        return [(torch.rand(g.shape, generator=generator) * 2 - 1).to(g.device) * e * m
+                for g, e, m in zip(grads, eps, masks)]
+    noise = [torch.randn(g.shape, generator=generator).to(g.device) * m for g, m in zip(grads, masks)]
+    unit = direction(noise, norm="l2", per=per)
+    norms = l2_norms(noise, per=per)
+    out = []
+    for u, n, e in zip(unit, norms, eps):
+        shape = n.shape if torch.is_tensor(n) and n.dim() else ()
+        out.append(u * e * torch.rand(shape, generator=generator).to(u.device))
+    if per == "batch" and out:  # one draw for the whole batch
+        r = float(torch.rand((), generator=generator))
+        out = [u * e * r for u, e in zip(unit, eps)]
+    return out
+
+
+def _per_tensor(epsilon: Union[float, Sequence[Any]], n: int) -> List[Any]:
+    return [epsilon] * n if isinstance(epsilon, (int, float)) else list(epsilon)
 
 
 def l2_norms(tensors: Sequence[Any], *, per: str) -> List[Any]:
@@ -96,51 +226,55 @@ def direction(grads: Sequence[Any], *, norm: str, per: str) -> List[Any]:
     return [g.float() / n.clamp_min(TINY) * (n > TINY) for g, n in zip(grads, l2_norms(grads, per=per))]
 
 
-def project(deltas: Sequence[Any], *, epsilon: float, norm: str, per: str) -> List[Any]:
+def project(deltas: Sequence[Any], *, epsilon: Union[float, Sequence[Any]], norm: str, per: str) -> List[Any]:
     """Project perturbations back into the ε-ball: clamp (``linf``) or rescale to norm ε (``l2``).
 
     deltas (Sequence[torch.Tensor]): perturbations.
-    epsilon (float): the ball's radius.
+    epsilon (Union[float, Sequence[torch.Tensor]]): the ball's radius, or radii per tensor (:func:`radii`).
     norm (str): ``linf`` or ``l2``.
     per (str): scope of the L2 norm.
     RETURNS (List[torch.Tensor]): perturbations inside the ball (unchanged where they were).
     """
+    import torch
+
+    eps = _per_tensor(epsilon, len(deltas))
     if norm == "linf":
-        return [d.clamp(-epsilon, epsilon) for d in deltas]
+        return [d.clamp(-e, e) if isinstance(e, (int, float)) else torch.maximum(torch.minimum(d, e), -e)
+                for d, e in zip(deltas, eps)]
     if norm != "l2":
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    return [d * (epsilon / n.clamp_min(TINY)).clamp(max=1.0) for d, n in zip(deltas, l2_norms(deltas, per=per))]
+    return [d * (e / n.clamp_min(TINY)).clamp(max=1.0) for d, n, e in zip(deltas, l2_norms(deltas, per=per), eps)]
 
 
-def fgsm_delta(grads: Sequence[Any], *, epsilon: float, norm: str, per: str) -> List[Any]:
+def fgsm_delta(grads: Sequence[Any], *, epsilon: Union[float, Sequence[Any]], norm: str, per: str) -> List[Any]:
     """FGSM / FGM: ``ε · sign(g)`` or ``ε · g / ‖g‖``.
 
     grads (Sequence[torch.Tensor]): clean-loss gradients w.r.t. the embedding outputs (unscaled).
-    epsilon (float): perturbation size.
+    epsilon (Union[float, Sequence[torch.Tensor]]): perturbation size, or sizes per tensor (:func:`radii`).
     norm (str): ``linf`` or ``l2``.
     per (str): scope of the L2 norm.
     RETURNS (List[torch.Tensor]): the perturbation.
     """
-    return [epsilon * d for d in direction(grads, norm=norm, per=per)]
+    return [e * d for e, d in zip(_per_tensor(epsilon, len(grads)), direction(grads, norm=norm, per=per))]
 
 
-def pgd_step(deltas: Optional[Sequence[Any]], grads: Sequence[Any], *, alpha: float, epsilon: float, norm: str,
-             per: str) -> List[Any]:
+def pgd_step(deltas: Optional[Sequence[Any]], grads: Sequence[Any], *, alpha: Union[float, Sequence[Any]],
+             epsilon: Union[float, Sequence[Any]], norm: str, per: str) -> List[Any]:
     """One projected ascent step: ``Π_ε(δ + α · direction(g))``.
 
     deltas (Optional[Sequence[torch.Tensor]]): the current perturbation (None: zero).
     grads (Sequence[torch.Tensor]): loss gradients at ``δ`` (unscaled).
-    alpha (float): step size.
-    epsilon (float): radius of the ball.
+    alpha (Union[float, Sequence[torch.Tensor]]): step size (or sizes per tensor).
+    epsilon (Union[float, Sequence[torch.Tensor]]): radius of the ball (or radii per tensor).
     norm (str): ``linf`` or ``l2``.
     per (str): scope of the L2 norm (direction and ball).
     RETURNS (List[torch.Tensor]): the next perturbation.
     """
-    steps = direction(grads, norm=norm, per=per)
+    moves = fgsm_delta(grads, epsilon=alpha, norm=norm, per=per)
     if deltas is None:
-        moved = [alpha * s for s in steps]
+        moved = moves
     else:
-        moved = [d.float() + alpha * s for d, s in zip(deltas, steps)]
+        moved = [d.float() + m for d, m in zip(deltas, moves)]
     return project(moved, epsilon=epsilon, norm=norm, per=per)
 
 
@@ -174,7 +308,7 @@ class EmbeddingHook:
     A forward pre-hook on the whole model starts each forward pass afresh; a
     forward hook on the embedding layer (``get_input_embeddings()`` for
     ``target = "word"``, the model's ``embeddings`` block for ``"embeddings"``)
-    then, in training mode with autograd on (never at inference):
+    then, in training mode with autograd on (never at inference, unless ``always``):
 
     * adds ``deltas[i]`` to the output of its ``i``-th call when a perturbation is set;
     * keeps the (perturbed) output with ``retain_grad()``, so its gradient can be
@@ -182,11 +316,13 @@ class EmbeddingHook:
 
     module (torch.nn.Module): the Hugging Face transformer.
     target (str): ``word`` or ``embeddings``.
+    always (bool): act in eval mode and without autograd too (a test-time attack).
     """
 
-    def __init__(self, module: Any, *, target: str = "word") -> None:
+    def __init__(self, module: Any, *, target: str = "word", always: bool = False) -> None:
         self.module = module
         self.target = target
+        self.always = always
         self.layer = embedding_layer(module, target=target)
         self.outputs: List[Any] = []
         self.deltas: Optional[List[Any]] = None
@@ -199,7 +335,7 @@ class EmbeddingHook:
     def _hook(self, layer: Any, args: Any, output: Any) -> Any:
         import torch
 
-        if not (layer.training and torch.is_grad_enabled()) or not torch.is_tensor(output):
+        if not torch.is_tensor(output) or not (self.always or (layer.training and torch.is_grad_enabled())):
             return None
         changed = False
         if self.deltas is not None:
@@ -221,6 +357,10 @@ class EmbeddingHook:
         if not self.outputs or any(getattr(o, "grad", None) is None for o in self.outputs):
             return None
         return [o.grad for o in self.outputs]
+
+    def values(self) -> List[Any]:
+        """The last forward pass's embedding outputs, detached."""
+        return [o.detach() for o in self.outputs]
 
     def clear(self) -> None:
         """Forget the recorded outputs (their tensors and gradients)."""
