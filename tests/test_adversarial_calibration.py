@@ -299,3 +299,14 @@ def test_evaluate_attack_cli_writes_the_attack_row(trained, tmp_path):
     assert "FGSM attack, ε 0.05" in (tmp_path / "r.md").read_text()
     bad = CliRunner().invoke(app, ["evaluate", str(path), str(gold), "--attack", "0.05", "--int8"])
     assert bad.exit_code != 0 and "--attack needs gradients" in bad.output and "Traceback" not in bad.output
+
+
+def test_attack_survives_the_transformers_own_regrouping(trained):
+    """``Transformer.pipe`` regroups Docs by padded size (``max_batch_items``); the attack lays δ out by the
+    batch it was computed on, so it must predict that same batch (a regrouped one fails the shape check)."""
+    path, examples = trained
+    nlp = spacy.load(path)
+    nlp.get_pipe("transformer").cfg["max_batch_items"] = 1  # pipe() would predict each Doc on its own
+    gold = [Example(eg.predicted.copy(), eg.reference) for eg in examples]
+    result = adversarial_pipe.attack(nlp, gold, strategy=adversarial_pipe.configure_fgsm_v2(), batch_size=len(gold))
+    assert len(result["docs"]) == len(gold) and result["ratio_mean"] > 0

@@ -123,6 +123,51 @@ def test_augmenter_in_a_corpus_config(tmp_path):
     assert [e.text for e in examples[0].reference.ents] != ["non - small cell lung cancer", "haemorrhage"]
 
 
+def test_chain_augmenter_applies_each_in_turn(doc):
+    from spacy_bioner.training.augmenters import chain
+
+    nlp = spacy.blank("en")
+    example = Example(Doc(nlp.vocab, words=WORDS), doc)
+    calls = []
+
+    def tag(name, copies):
+        def augment(nlp, eg):
+            calls.append((name, eg.reference.user_data.get("seen", ())))
+            for _ in range(copies):
+                ref = eg.reference.copy()
+                ref.user_data["seen"] = (*eg.reference.user_data.get("seen", ()), name)
+                yield Example(eg.predicted.copy(), ref)
+        return augment
+
+    outs = list(chain([tag("a", 2), tag("b", 1)])(nlp, example))
+    assert [eg.reference.user_data["seen"] for eg in outs] == [("a", "b"), ("a", "b")]
+    assert calls == [("a", ()), ("b", ("a",)), ("b", ("a",))]
+
+
+def test_augment_noise_config_chains_mention_noise_and_swaps(tmp_path):
+    from spacy.util import load_model_from_config, resolve_dot_names
+
+    from spacy_bioner.training.config import build_config
+
+    from .conftest import PROJECT
+
+    path = tmp_path / "train.tsv"
+    path.write_text("\n".join(f"{w}\t{t}" for w, t in zip(WORDS, TAGS)) + "\n\n", encoding="utf8")
+    config = build_config(PROJECT / "configs" / "tok2vec.cfg", augment="noise", overrides={
+        "paths.train": str(path), "paths.dev": str(path),
+        "corpora.train.augmenter.*.mentions.level": 1.0, "corpora.train.augmenter.*.swap.level": 1.0,
+        "corpora.train.augmenter.*.swap.rate": 1.0})
+    block = config["corpora"]["train"]["augmenter"]
+    assert block["@augmenters"] == "spacy_bioner.chain_augmenter.v1"
+    assert [b["@augmenters"] for b in block["*"].values()] == ["spacy_bioner.mention_noise_augmenter.v1",
+                                                              "spacy_bioner.entity_swap_augmenter.v1"]
+    nlp = load_model_from_config(config, auto_fill=True)
+    (train,) = resolve_dot_names(nlp.config.interpolate(), ["corpora.train"])
+    examples = list(train(nlp))
+    assert len(examples) == 1 and examples[0].reference.text != " ".join(WORDS)
+    assert len(examples[0].reference.ents) == 2
+
+
 @pytest.fixture
 def ruler_model(tmp_path):
     nlp = spacy.blank("en")

@@ -23,3 +23,5 @@ def configs_cli() -> None:
     msg.table([(p.stem, str(p)) for p in found["head"]], header=("name", "path"))
     msg.divider("Adversarial training (--adversarial NAME)")
     msg.table([(p.stem, str(p)) for p in found["adversarial"]], header=("name", "path"))
+    msg.divider("Augmentation (--augment NAME)")
+    msg.table([(p.stem, str(p)) for p in found["augment"]], header=("name", "path"))

@@ -13,6 +13,8 @@ BACKBONE = typer.Option(None, "--backbone", "-b",
 HEAD = typer.Option(None, "--head", help="Entity head: ner (transition-based, the default) or tagger (bioner_tagger)")
 ADVERSARIAL = typer.Option(None, "--adversarial",
                            help="Adversarial training: fgsm or pgd (configs/adversarial/), or a file; training only")
+AUGMENT = typer.Option(None, "--augment",
+                       help="Training-data augmentation: noise (configs/augment/), or a file")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 
@@ -24,6 +26,7 @@ def config_cli(
     backbone: Optional[str] = BACKBONE,
     head: Optional[str] = HEAD,
     adversarial: Optional[str] = ADVERSARIAL,
+    augment: Optional[str] = AUGMENT,
 ) -> None:
     """Write the merged config (base + backbone + overrides), for `spacy train`.
 
@@ -34,7 +37,8 @@ def config_cli(
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
-        config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides=overrides)
+        config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, augment=augment,
+                              overrides=overrides)
         config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides, need_corpus=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(output)
@@ -52,6 +56,7 @@ def train_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     head: Optional[str] = HEAD,
     adversarial: Optional[str] = ADVERSARIAL,
+    augment: Optional[str] = AUGMENT,
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="Continue from this pipeline's transformer and head (a trained or import-hf "
                                   "pipeline; new labels get new classifier rows)"),
@@ -70,7 +75,8 @@ def train_cli(
 
     with friendly_errors():
         overrides = config_overrides(ctx.args)
-        config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, overrides=overrides)
+        config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, augment=augment,
+                              overrides=overrides)
         if embed_base:
             config = embed_decoder_base(config)
         record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides,

@@ -522,7 +522,7 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
             idx = order[start:start + batch_size]
             batch = [examples[i] for i in idx]
             if not any(len(eg.predicted) for eg in batch):
-                docs = list(nlp.pipe([eg.predicted.copy() for eg in batch]))
+                docs = predict_batch(nlp, trf, [eg.predicted.copy() for eg in batch])
             else:
                 perturbed_pass(nlp, trf, hook, batch, None, heads, drop=0.0, losses={})
                 grads, outputs = hook.grads(), hook.values()
@@ -543,7 +543,7 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
                 hook.clear()
                 hook.deltas = delta
                 try:
-                    docs = list(nlp.pipe([eg.predicted.copy() for eg in batch], batch_size=len(batch)))
+                    docs = predict_batch(nlp, trf, [eg.predicted.copy() for eg in batch])
                 finally:
                     hook.deltas = None
                     hook.clear()
@@ -556,3 +556,19 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
     n = sum(k for _, _, k in stats)
     return {"docs": out, "ratio_mean": sum(m * k for m, _, k in stats) / n if n else 0.0,
             "ratio_max": max((t for _, t, _ in stats), default=0.0)}
+
+
+def predict_batch(nlp: Language, transformer: Any, docs: List[Doc]) -> List[Doc]:
+    """Run the pipeline over ``docs`` with the transformer predicting them as one batch, as ``update`` does.
+
+    ``Transformer.pipe`` regroups Docs by padded size, and a perturbation is laid out by the
+    batch it was computed on, so the transformer's ``predict`` gets the very same batch here.
+    """
+    for name, proc in nlp.pipeline:
+        if proc is transformer:
+            proc.set_annotations(docs, proc.predict(docs))
+        elif hasattr(proc, "pipe"):
+            docs = list(proc.pipe(docs, batch_size=max(len(docs), 1)))
+        else:
+            docs = [proc(doc) for doc in docs]
+    return docs

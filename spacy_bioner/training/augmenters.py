@@ -2,11 +2,12 @@
 
 ``spacy_bioner.entity_swap_augmenter.v1``, ``spacy_bioner.mention_noise_augmenter.v1`` and
 ``spacy_bioner.case_augmenter.v1`` wrap the noise functions of :mod:`spacy_bioner.corpus.noise`,
-which ``evaluate --noise`` uses for noisy test sets.
+which ``evaluate --noise`` uses for noisy test sets; ``spacy_bioner.chain_augmenter.v1`` applies
+several in turn (``--augment noise``: ``configs/augment/noise.cfg``).
 """
 import random
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.training import Example
 from spacy.util import registry
@@ -104,3 +105,27 @@ def create_case_augmenter(*, level: float = 0.1, rate: float = 0.3, seed: int = 
     seed (int): seed.
     """
     return make_augmenter("case", level=level, rate=rate, seed=seed)
+
+
+def chain(augmenters: Sequence[Callable[..., Iterator[Example]]]) -> Callable[..., Iterator[Example]]:
+    """One augmenter that passes every Example through each of ``augmenters`` in turn.
+
+    augmenters (Sequence[Callable]): spaCy augmenters (``(nlp, example) -> Iterator[Example]``).
+    RETURNS (Callable): an augmenter yielding what the last one yields for everything the earlier ones yield.
+    """
+    def augment(nlp, example: Example) -> Iterator[Example]:
+        stream: List[Example] = [example]
+        for one in augmenters:
+            stream = [out for eg in stream for out in one(nlp, eg)]
+        yield from stream
+
+    return augment
+
+
+@registry.augmenters("spacy_bioner.chain_augmenter.v1")
+def create_chain_augmenter(*augmenters: Callable[..., Iterator[Example]]) -> Callable[..., Iterator[Example]]:
+    """Several augmenters in turn, given as ``[corpora.train.augmenter.*.NAME]`` blocks (in file order).
+
+    augmenters (Callable): the augmenters.
+    """
+    return chain(list(augmenters))

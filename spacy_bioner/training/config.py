@@ -17,6 +17,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BACKBONE_DIR = CONFIG_DIR / "backbones"
 HEAD_DIR = CONFIG_DIR / "heads"
 ADVERSARIAL_DIR = CONFIG_DIR / "adversarial"
+AUGMENT_DIR = CONFIG_DIR / "augment"
 #: The adversarial-training component added by an ``adversarial`` config file.
 ADVERSARIAL_COMPONENT = "bioner_adversarial"
 #: Head name → the pipeline component it adds (the one it replaces must be one of these).
@@ -34,6 +35,7 @@ def packaged_configs() -> Dict[str, List[Path]]:
         "backbone": sorted(BACKBONE_DIR.glob("*.cfg")),
         "head": sorted(HEAD_DIR.glob("*.cfg")),
         "adversarial": sorted(ADVERSARIAL_DIR.glob("*.cfg")),
+        "augment": sorted(AUGMENT_DIR.glob("*.cfg")),
     }
 
 
@@ -42,13 +44,14 @@ def resolve_config_path(value: Union[str, Path], *, kind: str = "base") -> Path:
 
     value (Union[str, Path]): a path (``configs/transformer.cfg``) or a name
         (``transformer``; for backbones ``minilm``, ``biobert``…).
-    kind (str): ``base``, ``backbone``, ``head`` or ``adversarial``.
+    kind (str): ``base``, ``backbone``, ``head``, ``adversarial`` or ``augment``.
     RETURNS (Path): an existing file.
     """
     path = Path(value).expanduser()
     if path.is_file():
         return path
-    folder = {"backbone": BACKBONE_DIR, "head": HEAD_DIR, "adversarial": ADVERSARIAL_DIR}.get(kind, CONFIG_DIR)
+    folder = {"backbone": BACKBONE_DIR, "head": HEAD_DIR, "adversarial": ADVERSARIAL_DIR,
+              "augment": AUGMENT_DIR}.get(kind, CONFIG_DIR)
     name = path.name[:-4] if path.name.endswith(".cfg") else path.name
     shipped = folder / f"{name}.cfg"
     if shipped.is_file() and (path.parent == Path(".") or path.parent.name in (folder.name, "configs")):
@@ -66,6 +69,7 @@ def build_config(
     backbone: Union[str, Path, None] = None,
     head: Union[str, Path, None] = None,
     adversarial: Union[str, Path, None] = None,
+    augment: Union[str, Path, None] = None,
     overrides: Optional[Dict[str, Any]] = None,
 ) -> Config:
     """The base config merged with a backbone's overrides and a head, then ``--section.key`` overrides.
@@ -76,6 +80,8 @@ def build_config(
         base's entity component, whatever the backbone.
     adversarial (Union[str, Path, None]): ``fgsm`` or ``pgd`` (or a file with a
         ``[components.bioner_adversarial]`` block): adds adversarial training after the head.
+    augment (Union[str, Path, None]): ``noise`` (or a file with a ``[corpora.train.augmenter]``
+        block): augments the training corpus.
     overrides (Optional[Dict[str, Any]]): dotted keys, as from the command line.
     RETURNS (Config): the merged config, not interpolated. ``total_steps`` of the
         schedule is fitted later (:func:`fit_schedule`), when the corpus is known.
@@ -89,6 +95,9 @@ def build_config(
     if adversarial is not None:
         config = add_adversarial(config, Config().from_disk(resolve_config_path(adversarial, kind="adversarial"),
                                                             interpolate=False))
+    if augment is not None:
+        config = add_augmenter(config, Config().from_disk(resolve_config_path(augment, kind="augment"),
+                                                          interpolate=False))
     overrides = dict(overrides or {})
     if overrides:
         config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
@@ -193,6 +202,24 @@ def add_adversarial(config: Config, adversarial: Config) -> Config:
     heads = [i for i, name in enumerate(pipeline) if name in HEADS.values()]
     at = heads[-1] + 1 if heads else len(pipeline)
     merged["nlp"]["pipeline"] = pipeline[:at] + names + pipeline[at:]
+    return merged
+
+
+def add_augmenter(config: Config, augment: Config) -> Config:
+    """Set the training corpus's augmenter from an augment file (``[corpora.train.augmenter]``).
+
+    config (Config): a full config.
+    augment (Config): a file with ``[corpora.train.augmenter]``.
+    RETURNS (Config): a new config whose training reader augments (replacing any augmenter it had).
+    """
+    block = augment.get("corpora", {}).get("train", {}).get("augmenter")
+    if not isinstance(block, dict):
+        raise ConfigValueError("an augment config needs a [corpora.train.augmenter] block")
+    merged = Config(config).copy()
+    train = merged.get("corpora", {}).get("train")
+    if not isinstance(train, dict):
+        raise ConfigValueError("augmentation needs a [corpora.train] reader in the config")
+    train["augmenter"] = Config(block).copy()
     return merged
 
 
