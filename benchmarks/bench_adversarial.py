@@ -21,7 +21,7 @@ attack on the embeddings (``--attack``, ε of the shipped default, relative per 
 Time per step is the loop's time less dev scoring and saving; peak RSS from run.json.
 
 Each row's JSON is written to ``--json`` as soon as it finishes, and a row already in
-that file is not run again: a killed run resumes where it stopped. Converted corpora
+that file, measured with the same settings, is not run again: a killed run resumes where it stopped. Converted corpora
 and models live under ``training/bench_adversarial/`` (models are deleted once scored).
 """
 import argparse
@@ -64,10 +64,25 @@ def convert(corpus: str) -> Path:
     return out
 
 
-def n_docs(path: Path) -> int:
+def n_sentences(path: Path) -> int:
+    """Sentences in a DocBin: what the sentence batcher counts (one per Doc without sentence boundaries)."""
+    import spacy
     from spacy.tokens import DocBin
 
-    return len(DocBin().from_disk(path))
+    docs = DocBin().from_disk(path).get_docs(spacy.blank("en").vocab)
+    return sum(len(list(doc.sents)) if doc.has_annotation("SENT_START") else 1 for doc in docs)
+
+
+def settings(args) -> Dict[str, Any]:
+    """What a row depends on besides its id: a row measured with other settings is run again."""
+    return {"backbone": args.backbone, "epochs": args.epochs, "batch_size": args.batch_size,
+            "train_limit": args.train_limit, "attack": args.attack, "evals_per_epoch": args.evals_per_epoch,
+            "patience_epochs": args.patience_epochs}
+
+
+def done(rows: Dict[str, Dict[str, Any]], row_id: str, args) -> bool:
+    row = rows.get(row_id)
+    return row is not None and row.get("settings", settings(args)) == settings(args)
 
 
 def default_epsilon() -> float:
@@ -97,7 +112,7 @@ def one_row(row_id: str, data: Path, args, *, head: str, system: str, seed: int,
     out = WORK / "runs" / row_id.replace("/", "_")
     if out.exists():
         shutil.rmtree(out)
-    steps_per_epoch = -(-n_docs(data / "train.spacy") // args.batch_size)
+    steps_per_epoch = -(-n_sentences(data / "train.spacy") // args.batch_size)
     every = max(1, steps_per_epoch // args.evals_per_epoch)
     cmd = [sys.executable, "-m", "spacy_bioner", "train", "transformer", "--backbone", args.backbone, "--head", head,
            "-o", str(out), "--paths.train", str(data / "train.spacy"), "--paths.dev", str(data / "dev.spacy"),
@@ -138,7 +153,7 @@ def one_row(row_id: str, data: Path, args, *, head: str, system: str, seed: int,
            "train_ratio_mean": losses.get("bioner_adversarial.ratio_mean"),
            "train_ratio_max": losses.get("bioner_adversarial.ratio_max"),
            "s_per_step": loop / max(record["steps"], 1), "peak_rss_mib": record["peak_rss_mib"],
-           "wall_seconds": time.perf_counter() - began}
+           "wall_seconds": time.perf_counter() - began, "settings": settings(args)}
     if not args.keep_models:
         for sub in ("model-best", "model-last"):
             shutil.rmtree(out / sub, ignore_errors=True)
@@ -222,7 +237,7 @@ def run_sweep(args) -> None:
     todo = [("none", None)] + [("fgsm", eps) for eps in args.eps]
     for system, eps in todo:
         row_id = f"{data.name}/{head}/{system}{'' if eps is None else f'-eps{eps}'}/seed{seed}"
-        if row_id in rows:
+        if done(rows, row_id, args):
             continue
         overrides = {} if eps is None else {"components.bioner_adversarial.strategy.epsilon": eps}
         rows[row_id] = one_row(row_id, data, args, head=head, system=system, seed=seed, overrides=overrides)
@@ -241,7 +256,7 @@ def run_train(args) -> None:
     for corpus, head, system, seed in plan:
         data = convert(corpus)
         row_id = f"{data.name}/{head}/{system}/seed{seed}"
-        if row_id in rows:
+        if done(rows, row_id, args):
             continue
         rows[row_id] = one_row(row_id, data, args, head=head, system=system, seed=seed, overrides={})
         save(args.json, args, rows)

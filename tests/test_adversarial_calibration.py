@@ -187,13 +187,19 @@ def test_spacy_loop_counts_steps_with_accumulated_gradients(tiny, train_file, tm
 
     from .conftest import PROJECT
 
-    config = build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", adversarial="fgsm", overrides={
-        "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
-        "training.max_steps": 3, "training.eval_frequency": 3, "training.accumulate_gradient": 2,
-        "training.logger.progress_bar": False, f"components.{NAME}.strategy.warmup_steps": 1})
-    record = run_training(config, tmp_path / "out")
-    assert record.final_losses[f"{NAME}.ratio_mean"] > 0  # logged in run.json
-    assert 0 < record.final_losses[f"{NAME}.ratio_mean"] <= record.final_losses[f"{NAME}.ratio_max"]
+    def run(steps, warmup, out):
+        config = build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", adversarial="fgsm", overrides={
+            "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
+            "training.max_steps": steps, "training.eval_frequency": steps, "training.accumulate_gradient": 2,
+            "training.logger.progress_bar": False, f"components.{NAME}.strategy.warmup_steps": warmup})
+        record = run_training(config, tmp_path / out)
+        assert record.steps == steps + 1  # spaCy's loop stops after step max_steps, counting from 0
+        return record.final_losses
+
+    warm = run(1, 2, "warm")  # 2 steps = 4 update calls, all inside a 2-step warm-up: never perturbed
+    assert warm[NAME] == 0 and f"{NAME}.ratio_mean" not in warm
+    losses = run(2, 2, "after")  # the third step's two updates are perturbed, and the ratio is logged in run.json
+    assert losses[NAME] > 0 and 0 < losses[f"{NAME}.ratio_mean"] <= losses[f"{NAME}.ratio_max"]
 
 
 def test_placed_before_the_head_is_an_error_at_initialize(tiny, train_file):
@@ -310,3 +316,45 @@ def test_attack_survives_the_transformers_own_regrouping(trained):
     gold = [Example(eg.predicted.copy(), eg.reference) for eg in examples]
     result = adversarial_pipe.attack(nlp, gold, strategy=adversarial_pipe.configure_fgsm_v2(), batch_size=len(gold))
     assert len(result["docs"]) == len(gold) and result["ratio_mean"] > 0
+
+
+def test_continues_from_a_pipeline_with_adversarial_training(trained, tiny, train_file, tmp_path):
+    """``train --init-from PIPELINE --adversarial fgsm``: spaCy disables the sourced heads while initialising, and
+    the order check must still see them."""
+    from spacy_bioner.training.config import build_config
+    from spacy_bioner.training.run import run_training
+
+    from .conftest import PROJECT
+
+    path, _ = trained
+    config = build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", adversarial="fgsm", overrides={
+        "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
+        "training.max_steps": 2, "training.eval_frequency": 2, "training.logger.progress_bar": False})
+    record = run_training(config, tmp_path / "out", init_from=path)
+    assert record.steps == 3 and record.final_losses[NAME] > 0
+
+
+def test_gold_labels_the_pipeline_does_not_know_are_missing_for_the_attack():
+    from spacy_bioner.evaluation.predict import known_entities
+
+    nlp = spacy.blank("en")
+    doc = spacy.tokens.Doc(nlp.vocab, words=["BRCA1", "binds", "aspirin", "."], ents=["B-Gene", "O", "B-Chemical", "O"])
+    out = known_entities(doc, {"Gene"})
+    assert [(e.text, e.label_) for e in out.ents] == [("BRCA1", "Gene")]
+    assert [t.ent_iob_ for t in out] == ["B", "O", "", "O"]  # aspirin: missing (no loss), not O
+    assert known_entities(doc, {"Gene", "Chemical"}) is doc and len(doc.ents) == 2
+
+
+def test_attack_on_ner_with_gold_labels_it_does_not_know(tiny, train_file, tmp_path):
+    """Plain ``evaluate`` warns about unknown gold labels; the attack runs the ner head's update on that gold."""
+    from spacy_bioner.evaluation.predict import evaluate_model
+
+    nlp, examples = make(tiny, train_file, head="ner", adversarial=None)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        step(nlp, examples, optimizer)
+    nlp.to_disk(tmp_path / "model")
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("BRCA1\tB-Gene\nbinds\tO\naspirin\tB-Chemical\nin\tO\ncancer\tB-Disease\n.\tO\n\n")
+    _, metrics = evaluate_model(tmp_path / "model", gold, n_bootstrap=10, attack=0.05)
+    assert "attack" in metrics["robustness"] and metrics["unknown_gold_labels"] == {"Chemical": 1}

@@ -25,7 +25,10 @@ The component then
    perturbed inputs, backpropagated as in the clean pass, nothing stepped;
 4. sets every gradient to ``clean + weight × adversarial``.
 
-The loop's ``finish_update`` then takes one step with both. The heads are
+The loop's ``finish_update`` then takes one step with both. Only loops that update
+with ``sgd=False`` and step afterwards, as spaCy's does, are supported: with
+``nlp.update(sgd=optimizer)`` each head steps right after its own update, before
+this component adds its gradients. The heads are
 re-run through their public ``update`` (no private loss API), so any head that
 listens to a ``transformer`` works: spaCy's ``ner`` and ``bioner_tagger``.
 Cost per update: about 2× a clean one for FGSM, K + 1 times for PGD (K + 2
@@ -256,7 +259,8 @@ class AdversarialTraining(Pipe):
         self.n_perturbed = 0
         self.ratio_mean = 0.0  # over every perturbed update so far
         self.ratio_max = 0.0
-        self._interval: List[Any] = [0.0, 0, 0.0]
+        self._interval: List[Any] = [0.0, 0, 0.0]  # ratio × tokens, tokens, max ratio since the last reset
+        self._tokens = 0
         self._warned = False
         self._hook: Any = None
 
@@ -285,7 +289,7 @@ class AdversarialTraining(Pipe):
         Placed before a head, the clean pass has not reached the embeddings yet when ``update`` runs,
         and the component would silently do nothing.
         """
-        names = list(self.nlp.pipe_names)
+        names = list(self.nlp.component_names)  # disabled ones too: init_nlp disables sourced components
         listening = [n for n in names if n in set(getattr(self.transformer(), "listening_components", []))]
         if not listening:
             raise ConfigValueError(f"{self.name}: no component listens to {self.transformer_name!r}, so there is "
@@ -348,7 +352,7 @@ class AdversarialTraining(Pipe):
         if losses is None:
             losses = {}
         if self.name not in losses:  # a fresh dict: spaCy resets it after each evaluation
-            self._interval = [0.0, 0, 0.0]  # sum of mean ratios, perturbed updates, max ratio
+            self._interval = [0.0, 0, 0.0]
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
         hook = self.hook()
@@ -360,7 +364,13 @@ class AdversarialTraining(Pipe):
         outputs = hook.values()
         hook.clear()
         shim = self.hf_shim()
-        if self.n_steps < s.warmup_steps or grads is None or s.weight == 0:
+        if self.n_steps < s.warmup_steps:
+            if self.n_steps == 0 and self.n_updates == 4 * s.warmup_steps + 16:
+                warnings.warn(f"{self.name}: {self.n_updates} updates but no optimizer step counted: warmup_steps "
+                              "counts calls of finish_update, which spaCy's loop makes once per step; a custom "
+                              "loop must call it too", UserWarning, stacklevel=2)
+            return losses
+        if grads is None or s.weight == 0:
             return losses
         scaler = getattr(shim, "_grad_scaler", None)
         if scaler is not None and scaler.found_inf:  # the clean pass overflowed: its step is skipped anyway
@@ -398,23 +408,29 @@ class AdversarialTraining(Pipe):
         return unscale(g, scale) if g is not None else None
 
     def _record(self, delta: List[Any], grads: List[Any], outputs: List[Any], losses: Dict[str, float]) -> None:
+        """Token-weighted mean and max of ‖δ_t‖/‖e_t‖: over the run, and since the last evaluation (``losses``)."""
         from ..models.adversarial import ratios, token_mask
 
-        mean, top = ratios(delta, outputs, token_mask(grads))
-        self.ratio_mean += (mean - self.ratio_mean) / self.n_perturbed
+        masks = token_mask(grads)
+        mean, top = ratios(delta, outputs, masks)
+        count = sum(int(m.sum()) for m in masks)
+        self._tokens += count
+        if self._tokens:
+            self.ratio_mean += (mean - self.ratio_mean) * count / self._tokens
         self.ratio_max = max(self.ratio_max, top)
         interval = self._interval
-        interval[0] += mean
-        interval[1] += 1
+        interval[0] += mean * count
+        interval[1] += count
         interval[2] = max(interval[2], top)
-        losses[f"{self.name}.ratio_mean"] = interval[0] / interval[1]
+        losses[f"{self.name}.ratio_mean"] = interval[0] / interval[1] if interval[1] else 0.0
         losses[f"{self.name}.ratio_max"] = interval[2]
-        if top > self.strategy.max_ratio and not self._warned:
+        s = self.strategy
+        if top > s.max_ratio and not self._warned:
             self._warned = True
+            fix = ("lower epsilon" if (s.scale, s.per) == ("relative", "token") else
+                   f"lower epsilon, or use spacy_bioner.{s.method.upper()}.v2 (scale = \"relative\", per = \"token\")")
             warnings.warn(f"{self.name}: the perturbation moved a token's embedding by {top:.0%} of its norm "
-                          f"(mean {mean:.1%}), above max_ratio = {self.strategy.max_ratio}; lower epsilon, or use "
-                          f"spacy_bioner.{self.strategy.method.upper()}.v2 (scale = \"relative\", per = \"token\")",
-                          UserWarning, stacklevel=2)
+                          f"(mean {mean:.1%}), above max_ratio = {s.max_ratio}; {fix}", UserWarning, stacklevel=2)
 
     def _perturbed_pass(self, examples: List[Example], delta: List[Any], heads: List[str], *, drop: float,
                         losses: Dict[str, float]) -> None:
@@ -494,7 +510,7 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
     RETURNS (Dict[str, Any]): ``docs`` (predicted, in the order of ``examples``), ``ratio_mean`` and
         ``ratio_max`` (per-token ‖δ‖/‖e‖ over every batch).
     """
-    from ..models.adversarial import EmbeddingHook, drop_grads, ratios, token_mask
+    from ..models.adversarial import EmbeddingHook, drop_grads, grad_scale, ratios, token_mask, unscale
 
     if transformer not in nlp.pipe_names:
         raise ConfigValueError(f"attack: no component {transformer!r} in the pipeline ({', '.join(nlp.pipe_names)})")
@@ -532,11 +548,11 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
                     perturbed_pass(nlp, trf, hook, batch, delta, heads, drop=0.0, losses={})
                     g = hook.grads()
                     drop_grads(models, params)
-                    return [x.float() for x in g] if g is not None else None
+                    return unscale(g, grad_scale(shim)) if g is not None else None
 
+                grads = unscale(grads, grad_scale(shim)) if grads is not None else None
                 if grads is None:
-                    raise ConfigValueError("attack: no gradient reached the embeddings")
-                grads = [x.float() for x in grads]
+                    raise ConfigValueError("attack: no finite gradient reached the embeddings (fp16 overflow?)")
                 delta = perturbation(strategy, grads, outputs, ascend=ascend)
                 mean, top = ratios(delta, outputs, token_mask(grads))
                 stats.append((mean, top, sum(int(m.sum()) for m in token_mask(grads))))

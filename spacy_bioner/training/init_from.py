@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Tuple
 from thinc.api import Config
 
 from ..errors import ConfigValueError
+from .callbacks import TRAINING_ONLY_FACTORIES
 
 #: Where the copy with added labels goes, inside the run's output folder.
 STAGED = "init-pipeline"
@@ -52,7 +53,9 @@ def init_from_pipeline(config: Config, pipeline: Path, *, output_dir: Path) -> T
     factories = {name: config["components"][name].get("factory") for name in wanted}
     sourced = [name for name in wanted if name in nlp.pipe_names and factories[name] != "doc_cleaner"
                and nlp.get_pipe_meta(name).factory == factories[name]]
-    trainable = [name for name in wanted if factories[name] not in ("doc_cleaner", None)]
+    # training-only components (adversarial training) are never in a saved pipeline: they start afresh
+    trainable = [name for name in wanted if factories[name] not in ("doc_cleaner", None)
+                 and factories[name] not in TRAINING_ONLY_FACTORIES]
     missing = [name for name in trainable if name not in sourced]
     if missing:
         theirs = ", ".join(f"{n} ({nlp.get_pipe_meta(n).factory})" for n in nlp.pipe_names)
