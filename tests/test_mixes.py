@@ -1,0 +1,213 @@
+"""Corpus mixes (``spacy_bioner.MixedCorpus.v1``, ``configs/mixes/``): label maps, annotated types,
+temperature sampling, and the shipped HUNER mixes against ../shared/corpora."""
+import collections
+from pathlib import Path
+
+import pytest
+import spacy
+
+from spacy_bioner.corpus import mixes
+from spacy_bioner.errors import CorpusConfigError
+
+from .conftest import PROJECT
+
+SHARED = PROJECT.parent / "shared" / "corpora"
+MIX_DIR = PROJECT / "spacy_bioner" / "configs" / "mixes"
+
+
+def write_corpus(folder: Path, sentences, splits=("train", "dev", "test")):
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n" for s in sentences)
+    for split in splits:
+        (folder / f"{split}.tsv").write_text(text, encoding="utf8")
+    return folder
+
+
+GENES = [[("BRCA1", "B-GENE"), ("is", "O"), ("mutated", "O")]]
+CDR = [[("aspirin", "B-Chemical"), ("causes", "O"), ("ulcers", "B-Disease")],
+       [("ibuprofen", "B-Chemical"), ("is", "O"), ("safe", "O")]]
+
+
+@pytest.fixture
+def mix_file(tmp_path):
+    write_corpus(tmp_path / "corpora" / "genes", GENES * 4)
+    write_corpus(tmp_path / "corpora" / "cdr", CDR * 8)
+    (tmp_path / "maps.yml").write_text("genes:\n  GENE: Gene\ncdr:\n  Chemical: Chemical\n  Disease: Disease\n")
+    path = tmp_path / "mix.yml"
+    path.write_text("name: tiny\ntypes: [Gene, Chemical, Disease]\ntemperature: 0.5\ncorpora_dir: corpora\n"
+                    "label_maps: maps.yml\ncorpora:\n  - name: genes\n    path: genes\n    label_map: genes\n"
+                    "  - name: cdr\n    path: cdr\n    label_map: cdr\n", encoding="utf8")
+    return path
+
+
+def read(mix_file, tmp_path, **kwargs):
+    reader = spacy.registry.resolve({"r": {"@readers": "spacy_bioner.MixedCorpus.v1", "path": str(mix_file),
+                                           "corpora_dir": str(tmp_path / "corpora"), **kwargs}})["r"]
+    return reader(spacy.blank("en"))
+
+
+def test_label_maps_and_annotated_types_on_every_example(mix_file, tmp_path):
+    examples = list(read(mix_file, tmp_path, split="dev"))
+    assert len(examples) == 4 + 16  # dev: every Example of every corpus, unsampled
+    genes, cdr = examples[:4], examples[4:]
+    assert [(e.text, e.label_) for e in genes[0].reference.ents] == [("BRCA1", "Gene")]
+    for eg in genes:
+        assert mixes.annotated_types(eg.reference) == ["Gene"] == mixes.annotated_types(eg.predicted)
+        assert not eg.predicted.ents
+    for eg in cdr:
+        assert mixes.annotated_types(eg.reference) == ["Chemical", "Disease"]
+
+
+def test_a_dropped_type_becomes_outside_and_an_unmapped_one_is_an_error(tmp_path):
+    write_corpus(tmp_path / "c", CDR)
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Disease]\ncorpora:\n  - path: c\n    label_map: {Chemical: null, Disease: Disease}\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    assert m.corpora[0].annotates == ["Disease"] and m.corpora[0].name == "c"
+    docs = mixes.corpus_docs(m.corpora[0], "train", vocab=spacy.blank("en").vocab)
+    assert [[(e.text, e.label_) for e in d.ents] for d in docs] == [[("ulcers", "Disease")], []]
+    assert [t.ent_iob_ for t in docs[0]] == ["O", "O", "B"]  # the dropped chemical is outside, not missing
+    mix.write_text("types: [Disease]\ncorpora:\n  - path: c\n    label_map: {Disease: Disease}\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    with pytest.raises(CorpusConfigError, match="types Chemical are not in its label map; map each"):
+        mixes.corpus_docs(m.corpora[0], "train", vocab=spacy.blank("en").vocab)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("types: Gene\ncorpora: [{path: c}]\n", "`types` must be a list"),
+    ("types: [Gene]\ncorpora: []\n", "`corpora` must be a non-empty list"),
+    ("types: [Gene]\ntemperature: -1\ncorpora: [{path: c}]\n", "temperature must be >= 0"),
+    ("types: [Gene]\ncorpora: [{path: c, label_map: {GENE: Protein}}]\n", "annotates none of the mix's types"),
+    ("types: [Gene]\ncorpora: [{path: c, label_map: nowhere}]\n", "label map 'nowhere' is not in"),
+    ("types: [Gene]\ncorpora: [{path: c, annotates: [Chemical]}]\n", "`annotates` must list types"),
+    ("types: [Gene]\ncorpora: [{path: c, wieght: 2}]\n", "unknown keys wieght"),
+    ("types: [Gene]\ncorpora: [{path: c}, {path: c}]\n", "corpus names must be unique"),
+    ("types: [Gene\n", "not valid YAML"),
+])
+def test_bad_mix_files_are_one_line_errors(tmp_path, text, match):
+    path = tmp_path / "bad.yml"
+    path.write_text(text)
+    with pytest.raises(CorpusConfigError, match=match):
+        mixes.load_mix(path, corpora_dir=tmp_path)
+
+
+def test_missing_corpus_folder_names_the_fix(mix_file, tmp_path):
+    with pytest.raises(CorpusConfigError, match="not found .*corpora_dir, --corpora-dir or BIONER_CORPORA"):
+        list(read(mix_file, tmp_path / "elsewhere", split="train"))
+
+
+def test_sampling_probabilities_follow_the_temperature():
+    assert mixes.sampling_probabilities([100, 400], [1, 1], temperature=1.0) == pytest.approx([0.2, 0.8])
+    assert mixes.sampling_probabilities([100, 400], [1, 1], temperature=0.5) == pytest.approx([1 / 3, 2 / 3])
+    assert mixes.sampling_probabilities([100, 400], [1, 1], temperature=0.0) == pytest.approx([0.5, 0.5])
+    assert mixes.sampling_probabilities([100, 400], [3, 1], temperature=0.0) == pytest.approx([0.75, 0.25])
+    assert mixes.sampling_probabilities([0, 400], [1, 1], temperature=0.0) == pytest.approx([0.0, 1.0])
+    with pytest.raises(CorpusConfigError, match="no training Examples"):
+        mixes.sampling_probabilities([0, 0], [1, 1], temperature=1.0)
+
+
+@pytest.mark.parametrize("temperature, expected", [(1.0, 4 / 20), (0.5, 2 / 6), (0.0, 0.5)])
+def test_training_stream_samples_by_size_to_the_temperature(mix_file, tmp_path, temperature, expected):
+    """genes: 4 Docs, cdr: 16 Docs; a long training pass draws genes with probability 4^T / (4^T + 16^T)."""
+    stream = list(read(mix_file, tmp_path, split="train", temperature=temperature, epoch_size=4000, seed=1))
+    share = sum(mixes.annotated_types(eg.reference) == ["Gene"] for eg in stream) / len(stream)
+    assert share == pytest.approx(expected, abs=0.03)
+
+
+def test_each_training_pass_draws_afresh_and_is_seeded(mix_file, tmp_path):
+    reader = spacy.registry.resolve({"r": {"@readers": "spacy_bioner.MixedCorpus.v1", "path": str(mix_file),
+                                           "corpora_dir": str(tmp_path / "corpora"), "epoch_size": 50}})["r"]
+    nlp = spacy.blank("en")
+    first, second = ([eg.reference.text for eg in reader(nlp)] for _ in range(2))
+    assert len(first) == 50 and first != second  # a new draw per pass (epoch)
+    again = spacy.registry.resolve({"r": {"@readers": "spacy_bioner.MixedCorpus.v1", "path": str(mix_file),
+                                          "corpora_dir": str(tmp_path / "corpora"), "epoch_size": 50}})["r"]
+    assert [eg.reference.text for eg in again(nlp)] == first  # the same seed draws the same stream
+
+
+def test_standoff_corpus_split_by_document(tmp_path):
+    folder = tmp_path / "brat"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"d{i}.txt").write_text(f"HeLa cells and mice {i}.\n")
+        (folder / f"d{i}.ann").write_text("T1\tCellLine 0 4\tHeLa\nT2\tSpecies 15 19\tmice\n")
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [CellLine, Species]\ncorpora:\n  - path: brat\n    format: brat\n    split: [0.6, 0.1, 0.3]\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    vocab = spacy.blank("en").vocab
+    sizes = {s: len(mixes.corpus_docs(m.corpora[0], s, vocab=vocab)) for s in mixes.SPLITS}
+    assert sum(sizes.values()) == 10 and sizes["train"] >= 5 and sizes["test"] >= 2
+    doc = mixes.corpus_docs(m.corpora[0], "test", vocab=vocab)[0]
+    assert [(e.text, e.label_) for e in doc.ents] == [("HeLa", "CellLine"), ("mice", "Species")]
+
+
+def test_mix_summary_names_corpora_sizes_and_probabilities(mix_file, tmp_path):
+    m = mixes.load_mix(mix_file, corpora_dir=tmp_path / "corpora")
+    summary = mixes.mix_summary(m, vocab=spacy.blank("en").vocab)
+    assert summary["mix"] == "tiny" and summary["temperature"] == 0.5
+    rows = {r["name"]: r for r in summary["corpora"]}
+    assert rows["genes"]["docs"] == {"train": 4, "dev": 4, "test": 4}
+    assert rows["cdr"]["annotates"] == ["Chemical", "Disease"]
+    assert rows["genes"]["probability"] == pytest.approx(2 / 6)
+
+
+# ------------------------------------------------------------------------------ the shipped mixes
+SHIPPED = sorted(p.stem for p in MIX_DIR.glob("*.yml") if p.stem != "label_maps")
+
+
+def corpus_types(corpus: mixes.MixCorpus):
+    """Entity types in a corpus's files, read from the tag column (or brat's T lines) without building Docs."""
+    found = set()
+    if corpus.format == "brat":
+        for ann in corpus.path.glob("*.ann"):
+            found |= {line.split("\t")[1].split()[0] for line in ann.read_text(encoding="utf8").splitlines()
+                      if line.startswith("T")}
+        return found
+    for split in mixes.SPLITS:
+        path = mixes.split_file(corpus, split)
+        if path is None:
+            continue
+        for line in path.read_text(encoding="utf8").splitlines():
+            tag = line.rsplit("\t", 1)[-1] if "\t" in line else ""
+            if tag[:2] in ("B-", "I-", "S-", "E-"):
+                found.add(tag[2:])
+            elif tag in ("B", "I"):
+                found.add("ENTITY")
+    return found
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_mix_loads_and_maps_every_type_of_its_corpora(name):
+    if not SHARED.is_dir():
+        pytest.skip("../shared/corpora is not here")
+    mix = mixes.load_mix(name, corpora_dir=SHARED)
+    assert mix.path == MIX_DIR / f"{name}.yml"
+    held_out = {"BioNLP13CG", "CRAFT"}
+    names = {c.name for c in mix.corpora}
+    assert (names <= held_out) if name == "huner-heldout" else not (names & held_out)
+    for corpus in mix.corpora:
+        assert corpus.path.exists(), corpus.path
+        unmapped = corpus_types(corpus) - set(corpus.label_map)
+        assert not unmapped, f"{name}: {corpus.name}: {unmapped} not in its label map"
+        assert set(corpus.annotates) <= set(mix.types)
+        assert mixes.split_file(corpus, "test") is not None or corpus.split
+
+
+def test_huner_mix_covers_every_type_with_its_corpora():
+    if not SHARED.is_dir():
+        pytest.skip("../shared/corpora is not here")
+    mix = mixes.load_mix("huner", corpora_dir=SHARED)
+    by_type = collections.defaultdict(list)
+    for c in mix.corpora:
+        for t in c.annotates:
+            by_type[t].append(c.name)
+    assert set(by_type) == {"Gene", "Chemical", "Disease", "Species", "CellLine"}
+    assert by_type["CellLine"] == ["JNLPBA", "CellFinder"] and "BC5CDR" in by_type["Chemical"]
+    for t in by_type:
+        one = mixes.load_mix(f"huner-{t.lower()}", corpora_dir=SHARED)
+        assert one.types == [t] and [c.name for c in one.corpora] == by_type[t]
+
+
+def test_unknown_mix_name_lists_the_shipped_ones():
+    with pytest.raises(CorpusConfigError, match="huner-gene"):
+        mixes.load_mix("hunner")
