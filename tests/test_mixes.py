@@ -211,3 +211,37 @@ def test_huner_mix_covers_every_type_with_its_corpora():
 def test_unknown_mix_name_lists_the_shipped_ones():
     with pytest.raises(CorpusConfigError, match="huner-gene"):
         mixes.load_mix("hunner")
+
+
+def test_train_from_a_mix_with_partial_labels_records_the_mix(mix_file, tmp_path, tiny):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "transformer", "--head", "tagger", "--mix", str(mix_file), "--partial-labels", "partial",
+        "-o", str(out), "--paths.backbone", str(tiny["bert"]), "--training.max_steps", "2",
+        "--training.eval_frequency", "2", "--training.logger.progress_bar", "false",
+        "--corpora.train.corpora_dir", str(tmp_path / "corpora"), "--corpora.dev.corpora_dir", str(tmp_path / "corpora")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["mix"]["mix"] == "tiny" and [c["name"] for c in record["mix"]["corpora"]] == ["genes", "cdr"]
+    assert record["mix"]["corpora"][1]["docs"]["train"] == 16
+    config = spacy.util.load_config(out / "config.cfg")
+    assert config["components"]["bioner_tagger"]["partial_labels"] == "partial"
+    nlp = spacy.load(out / "model-best")
+    assert set(nlp.get_pipe("bioner_tagger").labels) == {"Gene", "Chemical", "Disease"}
+
+
+def test_partial_labels_need_the_tagger_head(mix_file):
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    result = CliRunner().invoke(app, ["config", "transformer", "/tmp/never.cfg", "--head", "ner",
+                                      "--mix", str(mix_file), "--partial-labels", "partial"])
+    assert result.exit_code != 0 and "--partial-labels needs the bioner_tagger head" in result.output
+    assert "Traceback" not in result.output

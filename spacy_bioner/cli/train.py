@@ -15,6 +15,10 @@ ADVERSARIAL = typer.Option(None, "--adversarial",
                            help="Adversarial training: fgsm or pgd (configs/adversarial/), or a file; training only")
 AUGMENT = typer.Option(None, "--augment",
                        help="Training-data augmentation: noise (configs/augment/), or a file")
+MIX = typer.Option(None, "--mix", help="Train and evaluate on a corpus mix: a mix file (configs/mixes/) or a "
+                   "shipped mix's name (huner, huner-gene…)")
+PARTIAL_LABELS = typer.Option(None, "--partial-labels", help="bioner_tagger loss on corpora that annotate only "
+                              "some types: naive (unannotated = O) or partial (marginal likelihood)")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 
@@ -27,6 +31,8 @@ def config_cli(
     head: Optional[str] = HEAD,
     adversarial: Optional[str] = ADVERSARIAL,
     augment: Optional[str] = AUGMENT,
+    mix: Optional[str] = MIX,
+    partial_labels: Optional[str] = PARTIAL_LABELS,
 ) -> None:
     """Write the merged config (base + backbone + overrides), for `spacy train`.
 
@@ -38,7 +44,7 @@ def config_cli(
     with friendly_errors():
         overrides = config_overrides(ctx.args)
         config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, augment=augment,
-                              overrides=overrides)
+                              mix=mix, partial_labels=partial_labels, overrides=overrides)
         config, plan = fit_schedule(config, explicit=TOTAL_STEPS in overrides, need_corpus=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(output)
@@ -57,6 +63,8 @@ def train_cli(
     head: Optional[str] = HEAD,
     adversarial: Optional[str] = ADVERSARIAL,
     augment: Optional[str] = AUGMENT,
+    mix: Optional[str] = MIX,
+    partial_labels: Optional[str] = PARTIAL_LABELS,
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="Continue from this pipeline's transformer and head (a trained or import-hf "
                                   "pipeline; new labels get new classifier rows)"),
@@ -76,7 +84,7 @@ def train_cli(
     with friendly_errors():
         overrides = config_overrides(ctx.args)
         config = build_config(base, backbone=backbone, head=head, adversarial=adversarial, augment=augment,
-                              overrides=overrides)
+                              mix=mix, partial_labels=partial_labels, overrides=overrides)
         if embed_base:
             config = embed_decoder_base(config)
         record = run_training(config, output_dir, gpu_id=gpu_id, explicit_total_steps=TOTAL_STEPS in overrides,

@@ -4,6 +4,13 @@ A softmax over BIO (IOB2) or BILUO tags on top of token vectors (a transformer
 listener whose word vector is the first, last or mean subword), trained with
 cross-entropy computed in a few batched array operations, and decoded with a
 constrained Viterbi so ``doc.ents`` never comes from an invalid tag sequence.
+
+Partially annotated corpora (a corpus mix, :mod:`spacy_bioner.corpus.mixes`): with
+``partial_labels = "partial"``, a token tagged ``O`` in a corpus that does not
+annotate type X may be any tag of X, and the loss is the negative log of the
+total probability of the tags consistent with the annotation (the marginal
+likelihood over the allowed set, Greenberg et al., EMNLP 2018, here per token);
+``"naive"`` (the default) takes every unannotated token as ``O``.
 """
 import math
 from itertools import islice
@@ -18,11 +25,14 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Linear, Model
 from thinc.types import Floats2d
 
+from ..corpus.mixes import annotated_types
 from ..corpus.sentences import sentence_bounds
 from .decoding import HEAD_SCHEMES, marginals, tag_names, tags_to_spans, transition_mask, viterbi
 
 #: Default ``doc.spans`` key where the tagger puts its entities with their confidences.
 SPANS_KEY = "ents"
+#: How the loss reads a token tagged O in a corpus that does not annotate every type.
+PARTIAL_LABELS = ("naive", "partial")
 
 class TaggerPrediction(NamedTuple):
     """What :meth:`BioNERTagger.predict` returns for a batch of Docs."""
@@ -65,11 +75,12 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_CONFIG)["model"]
     "bioner_tagger",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_config={"model": DEFAULT_MODEL, "scheme": "iob2", "spans_key": SPANS_KEY, "constrained": True,
-                    "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
+                    "partial_labels": "naive", "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_bioner_tagger(nlp: Language, name: str, model: Model[List[Doc], List[Floats2d]], scheme: str,
-                       spans_key: Optional[str], scorer: Optional[Callable], constrained: bool = True) -> "BioNERTagger":
+                       spans_key: Optional[str], scorer: Optional[Callable], constrained: bool = True,
+                       partial_labels: str = "naive") -> "BioNERTagger":
     """A token-classification NER head with constrained decoding.
 
     model (Model[List[Doc], List[Floats2d]]): tag scores per token (``spacy_bioner.TokenClassifier.v1``).
@@ -80,9 +91,11 @@ def make_bioner_tagger(nlp: Language, name: str, model: Model[List[Doc], List[Fl
     constrained (bool): decode with the constrained Viterbi (default); ``false``: each token's most
         probable tag, read as Hugging Face's token-classification pipeline reads it (an ``I-X`` after
         ``O`` opens an entity), for the same entities as an HF checkpoint's argmax.
+    partial_labels (str): ``naive`` (an unannotated token is ``O``) or ``partial`` (in an Example whose
+        corpus does not annotate type X, a token tagged ``O`` may be any tag of X: marginal likelihood).
     """
     return BioNERTagger(nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, scorer=scorer,
-                        constrained=constrained)
+                        constrained=constrained, partial_labels=partial_labels)
 
 
 class BioNERTagger(TrainablePipe):
@@ -90,9 +103,13 @@ class BioNERTagger(TrainablePipe):
 
     def __init__(self, vocab: Vocab, model: Model, name: str = "bioner_tagger", *, scheme: str = "iob2",
                  spans_key: Optional[str] = SPANS_KEY, scorer: Optional[Callable] = None,
-                 constrained: bool = True) -> None:
+                 constrained: bool = True, partial_labels: str = "naive") -> None:
         if scheme not in HEAD_SCHEMES:
             raise ValueError(f"bioner_tagger: unknown scheme {scheme!r}; choose one of {', '.join(HEAD_SCHEMES)}")
+        if partial_labels not in PARTIAL_LABELS:
+            raise ValueError(f"bioner_tagger: partial_labels must be one of {', '.join(PARTIAL_LABELS)}, "
+                             f"got {partial_labels!r}")
+        self.partial_labels = partial_labels
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -236,7 +253,9 @@ class BioNERTagger(TrainablePipe):
     def get_loss(self, examples: Iterable[Example], scores: Sequence[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """Mean softmax cross-entropy over the batch's tokens, in a few array operations.
 
-        Tokens whose gold tag is unknown (missing annotation, misaligned) add nothing.
+        Tokens whose gold tag is unknown (missing annotation, misaligned) add nothing. With
+        ``partial_labels = "partial"``, an ``O`` token of an Example whose corpus does not annotate
+        some labels scores the total probability of ``O`` and those labels' tags (:func:`allowed_tags`).
         """
         validate_examples(examples, "BioNERTagger.get_loss")
         ops = self.model.ops
@@ -255,10 +274,19 @@ class BioNERTagger(TrainablePipe):
         probs = exp / exp.sum(axis=1, keepdims=True)
         rows = xp.arange(len(truth))
         safe = xp.where(known, truth, 0)
-        picked = probs[rows, safe]
+        allowed = allowed_tags(examples, gold, labels=self.labels, scheme=self.cfg["scheme"]) \
+            if self.partial_labels == "partial" else None
+        if allowed is None:
+            picked = probs[rows, safe]
+            d_scores = probs.copy()
+            d_scores[rows, safe] -= 1.0
+        else:
+            mask = xp.asarray(allowed, dtype=probs.dtype)
+            mask[rows, safe] = 1.0
+            kept = probs * mask
+            picked = kept.sum(axis=1)
+            d_scores = probs - kept / xp.maximum(picked, 1e-12)[:, None]
         loss = float(-(xp.log(xp.maximum(picked, 1e-12)) * known).sum()) / n
-        d_scores = probs.copy()
-        d_scores[rows, safe] -= 1.0
         d_scores *= (known[:, None] / n).astype(d_scores.dtype)
         if math.isnan(loss):
             raise ValueError(f"{self.name}: the loss is NaN (learning rate too high, or fp16 overflow)")
@@ -334,3 +362,39 @@ def gold_tag_ids(example: Example, labels: Dict[str, int], *, scheme: str) -> nu
             sel = inside & mask
             out[sel] = (prefix + 4 * label_of[sel]).astype("int32")
     return out
+
+
+def label_tag_columns(k: int, *, scheme: str) -> List[int]:
+    """The tag ids of the ``k``-th label (see :func:`~spacy_bioner.pipeline.decoding.tag_names`)."""
+    width = 2 if scheme == "iob2" else 4
+    return list(range(1 + width * k, 1 + width * (k + 1)))
+
+
+def allowed_tags(examples: Sequence[Example], gold: numpy.ndarray, *, labels: Sequence[str],
+                 scheme: str) -> Optional[numpy.ndarray]:
+    """Extra tags an ``O`` token may take because its corpus does not annotate their label (None: none may).
+
+    examples (Sequence[Example]): the batch, in the order of ``gold``'s tokens.
+    gold (numpy.ndarray): gold tag id per token (0: O, -1: unknown), the batch's tokens concatenated.
+    labels (Sequence[str]): the component's labels.
+    scheme (str): ``iob2`` or ``bilou``.
+    RETURNS (Optional[numpy.ndarray]): ``(tokens, tags)`` 0/1, with 1 at each ``O`` token's tags of the labels
+        its Example's corpus does not annotate (from ``doc.user_data["bioner.annotates"]``); None when every
+        Example annotates every label.
+    """
+    width = 2 if scheme == "iob2" else 4
+    mask: Optional[numpy.ndarray] = None
+    start = 0
+    for eg in examples:
+        size = len(eg.predicted)
+        annotates = annotated_types(eg.reference)
+        if annotates is not None:
+            missing = [k for k, label in enumerate(labels) if label not in annotates]
+            if missing:
+                if mask is None:
+                    mask = numpy.zeros((len(gold), 1 + width * len(labels)), dtype="float32")
+                outside = numpy.nonzero(gold[start:start + size] == 0)[0] + start
+                cols = [c for k in missing for c in label_tag_columns(k, scheme=scheme)]
+                mask[numpy.ix_(outside, cols)] = 1.0
+        start += size
+    return mask

@@ -70,6 +70,8 @@ def build_config(
     head: Union[str, Path, None] = None,
     adversarial: Union[str, Path, None] = None,
     augment: Union[str, Path, None] = None,
+    mix: Union[str, Path, None] = None,
+    partial_labels: Optional[str] = None,
     overrides: Optional[Dict[str, Any]] = None,
 ) -> Config:
     """The base config merged with a backbone's overrides and a head, then ``--section.key`` overrides.
@@ -82,6 +84,10 @@ def build_config(
         ``[components.bioner_adversarial]`` block): adds adversarial training after the head.
     augment (Union[str, Path, None]): ``noise`` (or a file with a ``[corpora.train.augmenter]``
         block): augments the training corpus.
+    mix (Union[str, Path, None]): a corpus mix file or a shipped mix's name (``huner``): the train
+        and dev corpora read it (``spacy_bioner.MixedCorpus.v1``; ``paths.mix``).
+    partial_labels (Optional[str]): ``naive`` or ``partial`` (the ``bioner_tagger`` loss on corpora
+        that annotate only some types).
     overrides (Optional[Dict[str, Any]]): dotted keys, as from the command line.
     RETURNS (Config): the merged config, not interpolated. ``total_steps`` of the
         schedule is fitted later (:func:`fit_schedule`), when the corpus is known.
@@ -98,6 +104,10 @@ def build_config(
     if augment is not None:
         config = add_augmenter(config, Config().from_disk(resolve_config_path(augment, kind="augment"),
                                                           interpolate=False))
+    if mix is not None:
+        config = use_mix(config, mix)
+    if partial_labels is not None:
+        config = set_partial_labels(config, partial_labels)
     overrides = dict(overrides or {})
     if overrides:
         config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
@@ -202,6 +212,51 @@ def add_adversarial(config: Config, adversarial: Config) -> Config:
     heads = [i for i, name in enumerate(pipeline) if name in HEADS.values()]
     at = heads[-1] + 1 if heads else len(pipeline)
     merged["nlp"]["pipeline"] = pipeline[:at] + names + pipeline[at:]
+    return merged
+
+
+def use_mix(config: Config, mix: Union[str, Path]) -> Config:
+    """Train and evaluate on a corpus mix: ``[corpora.train]`` and ``[corpora.dev]`` read ``${paths.mix}``.
+
+    config (Config): a full config.
+    mix (Union[str, Path]): the mix file, or a shipped mix's name (checked here).
+    RETURNS (Config): a new config (an augmenter of the old training reader is kept).
+    """
+    from ..corpus.mixes import resolve_mix_path
+
+    path = resolve_mix_path(mix)
+    merged = Config(config).copy()
+    merged.setdefault("paths", {})["mix"] = str(path)
+    corpora = merged.setdefault("corpora", {})
+    augmenter = (corpora.get("train") or {}).get("augmenter")
+    for split in ("train", "dev"):
+        corpora[split] = {"@readers": "spacy_bioner.MixedCorpus.v1", "path": "${paths.mix}", "split": split,
+                          "temperature": None, "epoch_size": 0, "limit": 0, "seed": "${system.seed}",
+                          "corpora": None, "corpora_dir": None}
+    if augmenter is not None:
+        corpora["train"]["augmenter"] = augmenter
+    return merged
+
+
+def set_partial_labels(config: Config, mode: str) -> Config:
+    """Set the ``bioner_tagger`` loss for partially annotated corpora (``naive`` or ``partial``).
+
+    config (Config): a full config with a ``bioner_tagger``.
+    mode (str): ``naive`` or ``partial``.
+    RETURNS (Config): a new config.
+    """
+    from ..pipeline.tagger import PARTIAL_LABELS
+
+    if mode not in PARTIAL_LABELS:
+        raise ConfigValueError(f"--partial-labels must be one of {', '.join(PARTIAL_LABELS)}, got {mode!r}")
+    merged = Config(config).copy()
+    names = [n for n, c in merged.get("components", {}).items()
+             if isinstance(c, dict) and c.get("factory") == "bioner_tagger"]
+    if not names:
+        raise ConfigValueError("--partial-labels needs the bioner_tagger head (--head tagger); spaCy's ner "
+                               "has no partial-label loss")
+    for name in names:
+        merged["components"][name]["partial_labels"] = mode
     return merged
 
 

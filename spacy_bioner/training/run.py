@@ -62,6 +62,8 @@ class RunRecord:
     init_from: Optional[Dict[str, Any]] = None
     #: ``{"trainable": n, "total": n}`` weights of the pipeline (frozen ones, e.g. under LoRA, not trainable).
     parameters: Optional[Dict[str, int]] = None
+    #: ``--mix``: the corpus mix, its corpora, label maps, sizes per split and sampling probabilities.
+    mix: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -73,8 +75,9 @@ class RunRecord:
 def check_corpus_paths(config: Config) -> None:
     """``paths.train`` / ``paths.dev`` must be set when the config uses them (one clear line if not)."""
     paths = config.get("paths", {})
+    corpora = json.dumps(config.get("corpora", {}), default=str)  # not interpolated: what reads which path
     for key in ("train", "dev"):
-        if key in paths and paths[key] in (None, ""):
+        if key in paths and paths[key] in (None, "") and f"${{paths.{key}}}" in corpora:
             raise CorpusConfigError(f"paths.{key} is not set: pass --paths.{key} (e.g. corpus/ncbi/{key}.spacy, "
                                     "or an IOB/CoNLL file)")
 
@@ -194,9 +197,22 @@ def run_training(
         final_losses=progress.get("final_losses", {}),
         init_from=init_record,
         parameters=count_parameters(nlp),
+        mix=mix_record(config, nlp),
     )
     record.to_disk(output_dir / RUN_RECORD)
     return record
+
+
+def mix_record(config: Config, nlp) -> Optional[Dict[str, Any]]:
+    """The run's corpus mix as the record names it (None: the training corpus is not a mix)."""
+    train = config.get("corpora", {}).get("train", {})
+    if not isinstance(train, dict) or train.get("@readers") != "spacy_bioner.MixedCorpus.v1":
+        return None
+    from ..corpus.mixes import load_mix, mix_summary
+
+    resolved = config.interpolate()["corpora"]["train"]
+    mix = load_mix(resolved["path"], corpora_dir=resolved.get("corpora_dir"))
+    return mix_summary(mix, vocab=nlp.vocab, temperature=resolved.get("temperature"))
 
 
 def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO] = None,
