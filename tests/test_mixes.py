@@ -81,7 +81,9 @@ def test_a_dropped_type_becomes_outside_and_an_unmapped_one_is_an_error(tmp_path
     ("types: [Gene]\ncorpora: [{path: c, label_map: nowhere}]\n", "label map 'nowhere' is not in"),
     ("types: [Gene]\ncorpora: [{path: c, annotates: [Chemical]}]\n", "`annotates` must list types"),
     ("types: [Gene]\ncorpora: [{path: c, wieght: 2}]\n", "unknown keys wieght"),
-    ("types: [Gene]\ncorpora: [{path: c}, {path: c}]\n", "corpus names must be unique"),
+    ("types: [Gene]\ncorpora: [{path: c, annotates: [Gene]}, {path: c, annotates: [Gene]}]\n",
+     "corpus names must be unique"),
+    ("types: [Gene]\ncorpora: [{path: c}]\n", "give its label_map .* or the types it annotates"),
     ("types: [Gene\n", "not valid YAML"),
 ])
 def test_bad_mix_files_are_one_line_errors(tmp_path, text, match):
@@ -132,7 +134,8 @@ def test_standoff_corpus_split_by_document(tmp_path):
         (folder / f"d{i}.txt").write_text(f"HeLa cells and mice {i}.\n")
         (folder / f"d{i}.ann").write_text("T1\tCellLine 0 4\tHeLa\nT2\tSpecies 15 19\tmice\n")
     mix = tmp_path / "m.yml"
-    mix.write_text("types: [CellLine, Species]\ncorpora:\n  - path: brat\n    format: brat\n    split: [0.6, 0.1, 0.3]\n")
+    mix.write_text("types: [CellLine, Species]\ncorpora:\n  - path: brat\n    format: brat\n    split: [0.6, 0.1, 0.3]\n"
+                   "    annotates: [CellLine, Species]\n")
     m = mixes.load_mix(mix, corpora_dir=tmp_path)
     vocab = spacy.blank("en").vocab
     sizes = {s: len(mixes.corpus_docs(m.corpora[0], s, vocab=vocab)) for s in mixes.SPLITS}
@@ -245,3 +248,50 @@ def test_partial_labels_need_the_tagger_head(mix_file):
                                       "--mix", str(mix_file), "--partial-labels", "partial"])
     assert result.exit_code != 0 and "--partial-labels needs the bioner_tagger head" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def ruler(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "Gene", "pattern": "BRCA1"},
+                                               {"label": "Disease", "pattern": "ulcers"},
+                                               {"label": "Chemical", "pattern": "aspirin"}])
+    nlp.to_disk(tmp_path / "ruler")
+    return tmp_path / "ruler"
+
+
+def test_each_corpus_is_scored_only_on_the_types_it_annotates(ruler, tmp_path):
+    from spacy_bioner.evaluation.crosscorpus import evaluate_mix, mix_table
+
+    write_corpus(tmp_path / "corpora" / "dis", [[("BRCA1", "O"), ("causes", "O"), ("ulcers", "B-Disease")]])
+    write_corpus(tmp_path / "corpora" / "genes", [[("BRCA1", "B-GENE"), ("and", "O"), ("aspirin", "O")]])
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Gene, Chemical, Disease]\ncorpora:\n  - {name: dis, path: dis, annotates: [Disease]}\n"
+                   "  - {name: genes, path: genes, label_map: {GENE: Gene}}\n")
+    result = evaluate_mix(ruler, mix, corpora_dir=tmp_path / "corpora", n_bootstrap=10)
+    dis, genes = result["corpora"]["dis"], result["corpora"]["genes"]
+    # the ruler's correct gene in the disease-only corpus, and its chemical in the gene-only one, are set aside
+    assert dis["types"] == ["Disease"] and dis["strict"]["p"] == 1.0 and dis["n_pred"] == 1
+    assert genes["strict"] == {"p": 1.0, "r": 1.0, "f": 1.0} and genes["per_type"]["Gene"]["support"] == 1
+    assert result["macro"] == {"strict": 1.0, "lenient": 1.0}
+    assert "| dis | Disease | 100.00 | 100.00 | 1 |" in mix_table(result)
+
+
+def test_evaluate_cli_takes_a_mix_file(ruler, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    write_corpus(tmp_path / "corpora" / "dis", [[("ulcers", "B-Disease"), ("and", "O"), ("aspirin", "O")]])
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Disease]\ncorpora:\n  - {name: dis, path: dis, annotates: [Disease]}\n")
+    result = CliRunner().invoke(app, ["evaluate", str(ruler), str(mix), "--corpora-dir", str(tmp_path / "corpora"),
+                                      "-o", str(tmp_path / "m.json"), "-r", str(tmp_path / "r.md"),
+                                      "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["corpora"]["dis"]["strict"]["f"] == 1.0
+    assert "| dis | all |" in (tmp_path / "r.md").read_text()
+    bad = CliRunner().invoke(app, ["evaluate", str(ruler), str(tmp_path / "nowhere.yml")])
+    assert bad.exit_code != 0 and "no such mix file" in bad.output and "Traceback" not in bad.output

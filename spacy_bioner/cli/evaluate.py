@@ -161,6 +161,9 @@ def evaluate_cli(
     gold_tokenizer: Optional[str] = typer.Option(None, "--gold-tokenizer", help="Standoff: tokenizer of the "
                                                  "gold-token pass, as convert's --tokenizer (default: the "
                                                  "biomedical tokenizer)"),
+    split: str = typer.Option("test", "--split", help="Corpus mix (DATA a .yml mix file): the split to score"),
+    corpora_dir: Optional[Path] = typer.Option(None, "--corpora-dir", help="Corpus mix: where its relative "
+                                               "corpus paths start (default: the mix's corpora_dir)"),
 ) -> None:
     """Run a pipeline over gold data (its tokens) and score it; reports words/s.
 
@@ -175,6 +178,12 @@ def evaluate_cli(
     """
     from ..evaluation.charlevel import is_standoff
 
+    if data.suffix in (".yml", ".yaml"):
+        if noise is not None or attack is not None:
+            fail("--noise, --attack: for one IOB/.spacy gold file, not a corpus mix")
+        return _evaluate_mix(model, data, split=split, corpora_dir=corpora_dir, gpu_id=gpu_id,
+                             batch_size=batch_size, output=output, report=report, n_bootstrap=n_bootstrap, seed=seed,
+                             length_buckets=length_buckets, int8=int8, runtime=runtime)
     standoff_only = {"--labels": labels, "--label-map": label_map, "--gold-tokenizer": gold_tokenizer}
     if gold_format is not None or (data.suffix != ".spacy" and data.exists() and is_standoff(data)):
         if noise is not None or attack is not None:
@@ -212,6 +221,30 @@ def evaluate_cli(
                       header=("noise", "P", "R", "F", "ΔF"), aligns=("l", "r", "r", "r", "r"))
         msg.info(f"{metrics['words_per_second']:.0f} words/s"
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
+
+
+def _evaluate_mix(model: Path, mix: Path, *, split: str, corpora_dir: Optional[Path], gpu_id: int, batch_size: int,
+                  output: Optional[Path], report: Optional[Path], n_bootstrap: int, seed: int, length_buckets: float,
+                  int8: bool, runtime: str) -> None:
+    """Every corpus of a mix, each scored on the types it annotates (JSON, Markdown table)."""
+    from ..evaluation.crosscorpus import evaluate_mix, mix_table
+    from ..evaluation.report import write_json
+
+    with friendly_errors():
+        result = evaluate_mix(model, mix, split=split, corpora_dir=corpora_dir, gpu_id=gpu_id,
+                              batch_size=batch_size, n_bootstrap=n_bootstrap, seed=seed,
+                              length_buckets=length_buckets, int8=int8, runtime=runtime, warn=msg.warn)
+    if output is not None:
+        write_json(result, output)
+    table = mix_table(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(table, encoding="utf8")
+    msg.table([(name, ", ".join(r["types"]), f"{100 * r['strict']['f']:.2f}", f"{100 * r['lenient']['f']:.2f}")
+               for name, r in result["corpora"].items()], header=("corpus", "types", "strict F1", "lenient F1"),
+              aligns=("l", "l", "r", "r"))
+    msg.info(f"Macro average: strict {100 * result['macro']['strict']:.2f}, "
+             f"lenient {100 * result['macro']['lenient']:.2f}")
 
 
 def _evaluate_standoff(model: Path, data: Path, *, gpu_id: int, batch_size: int, output: Optional[Path],

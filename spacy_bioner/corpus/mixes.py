@@ -194,6 +194,9 @@ def _corpus(entry: Any, i: int, *, where: str, types: List[str], root: Path, map
         else:
             raise CorpusConfigError(f"{where}: {name}: label map {raw_map!r} is not in the mix's label_maps file")
     if raw_map is None:
+        if entry.get("annotates") is None:
+            raise CorpusConfigError(f"{where}: {name}: give its label_map (its types → the mix's types, null to "
+                                    "drop one), or the types it annotates (`annotates`, labels kept as they are)")
         raw_map = {t: t for t in types}
     if not isinstance(raw_map, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
                                                 for k, v in raw_map.items()):
