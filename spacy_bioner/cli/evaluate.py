@@ -164,6 +164,8 @@ def evaluate_cli(
     split: str = typer.Option("test", "--split", help="Corpus mix (DATA a .yml mix file): the split to score"),
     corpora_dir: Optional[Path] = typer.Option(None, "--corpora-dir", help="Corpus mix: where its relative "
                                                "corpus paths start (default: the mix's corpora_dir)"),
+    corpora: Optional[str] = typer.Option(None, "--corpora", help="Corpus mix: score only these corpora (A,B)"),
+    limit: int = typer.Option(0, "--limit", help="Corpus mix: at most this many documents per corpus (0: all)"),
 ) -> None:
     """Run a pipeline over gold data (its tokens) and score it; reports words/s.
 
@@ -181,7 +183,8 @@ def evaluate_cli(
     if data.suffix in (".yml", ".yaml"):
         if noise is not None or attack is not None:
             fail("--noise, --attack: for one IOB/.spacy gold file, not a corpus mix")
-        return _evaluate_mix(model, data, split=split, corpora_dir=corpora_dir, gpu_id=gpu_id,
+        return _evaluate_mix(model, data, split=split, corpora=corpora.split(",") if corpora else None,
+                             corpora_dir=corpora_dir, limit=limit, gpu_id=gpu_id,
                              batch_size=batch_size, output=output, report=report, n_bootstrap=n_bootstrap, seed=seed,
                              length_buckets=length_buckets, int8=int8, runtime=runtime)
     standoff_only = {"--labels": labels, "--label-map": label_map, "--gold-tokenizer": gold_tokenizer}
@@ -223,7 +226,8 @@ def evaluate_cli(
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
 
 
-def _evaluate_mix(model: Path, mix: Path, *, split: str, corpora_dir: Optional[Path], gpu_id: int, batch_size: int,
+def _evaluate_mix(model: Path, mix: Path, *, split: str, corpora: Optional[List[str]], corpora_dir: Optional[Path],
+                  limit: int, gpu_id: int, batch_size: int,
                   output: Optional[Path], report: Optional[Path], n_bootstrap: int, seed: int, length_buckets: float,
                   int8: bool, runtime: str) -> None:
     """Every corpus of a mix, each scored on the types it annotates (JSON, Markdown table)."""
@@ -231,7 +235,8 @@ def _evaluate_mix(model: Path, mix: Path, *, split: str, corpora_dir: Optional[P
     from ..evaluation.report import write_json
 
     with friendly_errors():
-        result = evaluate_mix(model, mix, split=split, corpora_dir=corpora_dir, gpu_id=gpu_id,
+        result = evaluate_mix(model, mix, split=split, corpora=corpora, corpora_dir=corpora_dir, limit=limit,
+                              gpu_id=gpu_id,
                               batch_size=batch_size, n_bootstrap=n_bootstrap, seed=seed,
                               length_buckets=length_buckets, int8=int8, runtime=runtime, warn=msg.warn)
     if output is not None:

@@ -59,7 +59,7 @@ def corpus_scores(pairs: Sequence[SentencePair], metrics: Dict[str, Any], *, typ
 
 
 def evaluate_mix(model: Union[str, Path], mix: Union[str, Path], *, split: str = "test",
-                 corpora_dir: Union[str, Path, None] = None, gpu_id: int = -1, batch_size: int = 64,
+                 corpora: Optional[Sequence[str]] = None, corpora_dir: Union[str, Path, None] = None, limit: int = 0, gpu_id: int = -1, batch_size: int = 64,
                  n_bootstrap: int = 1000, seed: int = 0, length_buckets: float = 0.8, int8: bool = False,
                  runtime: str = "torch", warn: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Score a pipeline on every corpus of a mix, each on the types it annotates.
@@ -67,7 +67,9 @@ def evaluate_mix(model: Union[str, Path], mix: Union[str, Path], *, split: str =
     model (Union[str, Path]): pipeline folder or package name.
     mix (Union[str, Path]): a mix file or a shipped mix's name (``huner-heldout``).
     split (str): the corpora's split to score (``test``, ``dev``, ``train``).
+    corpora (Optional[Sequence[str]]): only these corpora of the mix (None: all).
     corpora_dir (Union[str, Path, None]): where the mix's relative corpus paths start.
+    limit (int): at most this many documents per corpus (0: all; quick checks).
     gpu_id (int): GPU index, -1 for CPU.
     batch_size (int): Docs per ``nlp.pipe`` batch.
     n_bootstrap (int): bootstrap resamples of each corpus's strict F1.
@@ -85,12 +87,14 @@ def evaluate_mix(model: Union[str, Path], mix: Union[str, Path], *, split: str =
 
     require_gpu(gpu_id)
     m = load_mix(mix, corpora_dir=corpora_dir)
+    chosen = [m.corpus(name) for name in corpora] if corpora else m.corpora
     nlp = load_pipeline(model, register=register_components)
     speed_up(nlp, gpu_id=gpu_id, length_buckets=length_buckets, int8=int8, runtime=runtime)
     known = entity_labels(nlp)
     out: Dict[str, Any] = {"mix": m.name, "mix_path": str(m.path), "split": split, "corpora": {}}
-    for corpus in m.corpora:
+    for corpus in chosen:
         gold = corpus_docs(corpus, split, vocab=nlp.vocab, seed=m.seed)
+        gold = gold[:limit] if limit else gold
         if not gold:
             continue
         never = sorted(set(corpus.annotates) - (known or set()))

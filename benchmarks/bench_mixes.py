@@ -1,0 +1,248 @@
+"""One model from many corpora: naive vs partial labels, all-in-one vs single-corpus, in-corpus and cross-corpus.
+
+    python benchmarks/bench_mixes.py --steps 3000 --json benchmarks/results/bench_mixes.json
+    python benchmarks/bench_mixes.py --steps 4 --limit 20 --dev-limit 10 --test-limit 20 --rows all/naive \
+        type/Disease single/NCBI-disease --bootstrap 10 --json /tmp/mixes_smoke.json   # a quick check
+
+Every row is ``spacy-bioner train transformer --backbone minilm --head tagger`` for
+the same number of steps (``--steps`` × ``--batch-size`` sentences), best dev
+checkpoint, scored with ``spacy-bioner evaluate MODEL MIX.yml`` (each corpus's
+test split on the types it annotates; strict F1 with its bootstrap interval and
+lenient F1) and on ``huner-heldout`` (BioNLP13CG, CRAFT: corpora no row trained on):
+
+* ``all/naive``, ``all/partial``: the all-in-one tagger on the ``huner`` mix;
+* ``type/<Type>``: one tagger per type on ``huner-<type>`` (``partial``);
+* ``single/<corpus>``: one tagger per corpus of ``huner``, on that corpus alone.
+
+Tables: per type, naive vs partial (macro F1 over the corpora annotating it);
+each corpus's own test split, single-corpus vs all-in-one; cross-corpus on the
+held-out corpora, strict and lenient, beside HunFlair's, HUNER's and scispaCy's
+published numbers (different backbones, budgets and corpus versions: context, not
+a like-for-like comparison); and throughput, one all-in-one pass against the five
+per-type pipelines over the same documents. Each row is written to ``--json`` as it
+finishes, and rows already there with the same settings are not run again.
+"""
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+CORPORA = PROJECT.parent / "shared" / "corpora"
+WORK = PROJECT / "training" / "bench_mixes"
+TYPES = ["Gene", "Chemical", "Disease", "Species", "CellLine"]
+#: Cross-corpus F1 (partial match) published for HunFlair / HUNER / scispaCy (../shared/references.md).
+PUBLISHED = {("CRAFT", "Chemical"): (59.83, 42.99, 35.73), ("CRAFT", "Gene"): (73.51, 50.77, 47.76),
+             ("CRAFT", "Species"): (85.04, 84.45, 54.21), ("BioNLP13CG", "Chemical"): (81.82, 67.37, 58.43),
+             ("BioNLP13CG", "Disease"): (65.07, 55.32, 56.48), ("BioNLP13CG", "Gene"): (87.71, 71.22, 66.18),
+             ("BioNLP13CG", "Species"): (76.41, 67.84, 57.11)}
+
+
+def run(cmd: List[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        done = subprocess.run(cmd, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n" + "\n".join(tail))
+
+
+def settings(args) -> Dict[str, Any]:
+    return {"backbone": args.backbone, "steps": args.steps, "batch_size": args.batch_size, "limit": args.limit,
+            "test_limit": args.test_limit, "seed": args.seed}
+
+
+def plan(args) -> List[Dict[str, Any]]:
+    sys.path.insert(0, str(PROJECT))
+    from spacy_bioner.corpus.mixes import load_mix
+
+    rows = [{"id": "all/naive", "mix": "huner", "partial": "naive"},
+            {"id": "all/partial", "mix": "huner", "partial": "partial"}]
+    rows += [{"id": f"type/{t}", "mix": f"huner-{t.lower()}", "partial": "partial"} for t in TYPES]
+    mix = load_mix("huner", corpora_dir=args.corpora_dir)
+    rows += [{"id": f"single/{c.name}", "mix": "huner", "partial": "naive", "corpora": [c.name]} for c in mix.corpora]
+    wanted = set(args.rows or [])
+    return [r for r in rows if not wanted or r["id"] in wanted or r["id"].split("/")[0] in wanted]
+
+
+def train_and_score(row: Dict[str, Any], args) -> Dict[str, Any]:
+    out = WORK / row["id"].replace("/", "_")
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "spacy_bioner", "train", "transformer", "--backbone", args.backbone,
+           "--head", "tagger", "--mix", row["mix"], "--partial-labels", row["partial"], "-o", str(out / "run"),
+           "--training.max_steps", str(args.steps), "--training.eval_frequency", str(max(1, args.steps // 4)),
+           "--training.patience", "0", "--training.batcher.size", str(args.batch_size),
+           "--system.seed", str(args.seed), "--training.logger.progress_bar", "false",
+           "--corpora.train.corpora_dir", str(args.corpora_dir), "--corpora.dev.corpora_dir", str(args.corpora_dir),
+           "--corpora.train.limit", str(args.limit), "--corpora.dev.limit", str(args.dev_limit)]
+    if row.get("corpora"):
+        names = json.dumps(row["corpora"])
+        cmd += ["--corpora.train.corpora", names, "--corpora.dev.corpora", names]
+    began = time.perf_counter()
+    run(cmd, out / "train.log")
+    record = json.loads((out / "run" / "run.json").read_text(encoding="utf8"))
+    model = out / "run" / "model-best"
+    scores = {}
+    for mix, corpora in ((row["mix"] if not row["id"].startswith("single/") else "huner", row.get("corpora")),
+                         ("huner-heldout", None)):
+        path = out / f"{mix}.json"
+        cmd = [sys.executable, "-m", "spacy_bioner", "evaluate", str(model), str(mix_file(mix)), "-o", str(path),
+               "--bootstrap", str(args.bootstrap), "--corpora-dir", str(args.corpora_dir)]
+        if corpora:
+            cmd += ["--corpora", ",".join(corpora)]
+        if args.test_limit:
+            cmd += ["--limit", str(args.test_limit)]
+        run(cmd, out / f"evaluate-{mix}.log")
+        scores["heldout" if mix == "huner-heldout" else "in_corpus"] = json.loads(path.read_text(encoding="utf8"))
+    result = {**row, "steps": record["steps"], "epochs": record["epochs"], "dev_f": record["dev_scores"].get("ents_f"),
+              "train_seconds": record["train_seconds"], "peak_rss_mib": record["peak_rss_mib"],
+              "in_corpus": {name: slim(c) for name, c in scores["in_corpus"]["corpora"].items()},
+              "heldout": {name: slim(c) for name, c in scores["heldout"]["corpora"].items()},
+              "model": str(model), "wall_seconds": time.perf_counter() - began, "settings": settings(args)}
+    print(f"{row['id']}: in-corpus macro {100 * scores['in_corpus']['macro']['strict']:.2f}, held-out lenient "
+          f"{100 * scores['heldout']['macro']['lenient']:.2f}, {result['wall_seconds'] / 60:.1f} min",
+          file=sys.stderr, flush=True)
+    return result
+
+
+def mix_file(name: str) -> Path:
+    return PROJECT / "spacy_bioner" / "configs" / "mixes" / f"{name}.yml"
+
+
+def slim(c: Dict[str, Any]) -> Dict[str, Any]:
+    return {"types": c["types"], "strict": c["strict"]["f"], "lenient": c["lenient"]["f"],
+            "low": c["bootstrap"]["low"], "high": c["bootstrap"]["high"],
+            "per_type": {t: {"strict": v["strict"]["f"], "lenient": v["lenient"]["f"], "support": v["support"]}
+                         for t, v in c["per_type"].items()}}
+
+
+def type_macro(row: Dict[str, Any], label: str, *, kind: str = "strict") -> Optional[float]:
+    values = [c["per_type"][label][kind] for c in row["in_corpus"].values() if label in c["per_type"]]
+    return statistics.fmean(values) if values else None
+
+
+def pct(x: Optional[float]) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
+    out = [f"MiniLM ({args.backbone}), bioner_tagger, {args.steps} steps × {args.batch_size} sentences per row, "
+           f"seed {args.seed}; F1 in %.", ""]
+    naive, partial = rows.get("all/naive"), rows.get("all/partial")
+    if naive or partial:
+        out += ["### Partial annotation: all-in-one tagger, per type (macro strict F1 over the corpora annotating it)",
+                "", "| type | naive | partial | Δ |", "|---|---:|---:|---:|"]
+        for t in TYPES:
+            a = type_macro(naive, t) if naive else None
+            b = type_macro(partial, t) if partial else None
+            out.append(f"| {t} | {pct(a)} | {pct(b)} | {'' if a is None or b is None else f'{100 * (b - a):+.2f}'} |")
+        out.append("")
+    singles = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("single/")}
+    if singles and partial:
+        out += ["### Each corpus's own test split: single-corpus model vs all-in-one (partial), strict F1 (95 % CI)", "",
+                "| corpus | types | single-corpus | all-in-one | Δ |", "|---|---|---|---|---:|"]
+        for name, s in singles.items():
+            mine, shared = s["in_corpus"].get(name), partial["in_corpus"].get(name)
+            if not mine or not shared:
+                continue
+            out.append(f"| {name} | {', '.join(mine['types'])} | {pct(mine['strict'])} ({pct(mine['low'])}–"
+                       f"{pct(mine['high'])}) | {pct(shared['strict'])} ({pct(shared['low'])}–{pct(shared['high'])}) | "
+                       f"{100 * (shared['strict'] - mine['strict']):+.2f} |")
+        out.append("")
+    out += ["### Cross-corpus: held-out BioNLP13CG and CRAFT, lenient (strict) F1", "",
+            "| corpus | type | all-in-one | per-type | best single-corpus | HunFlair | HUNER | scispaCy |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for corpus in ("BioNLP13CG", "CRAFT"):
+        for t in TYPES:
+            def cell(row):
+                c = row["heldout"].get(corpus, {}).get("per_type", {}).get(t) if row else None
+                return f"{pct(c['lenient'])} ({pct(c['strict'])})" if c else "–"
+            candidates = [(s["heldout"].get(corpus, {}).get("per_type", {}).get(t, {}).get("lenient"), name)
+                          for name, s in singles.items() if t in sum((c["types"] for c in s["in_corpus"].values()), [])]
+            candidates = [(v, n) for v, n in candidates if v is not None]
+            best = max(candidates) if candidates else None
+            published = PUBLISHED.get((corpus, t))
+            if not any(r and r["heldout"].get(corpus, {}).get("per_type", {}).get(t) for r in rows.values()):
+                continue
+            out.append(f"| {corpus} | {t} | {cell(partial)} | {cell(rows.get(f'type/{t}'))} | "
+                       f"{'–' if best is None else f'{pct(best[0])} ({best[1]})'} | "
+                       + " | ".join(f"{v:.2f}" if published else "–" for v in (published or (None,) * 3)) + " |")
+    out.append("")
+    return "\n".join(out)
+
+
+def throughput(rows: Dict[str, Dict[str, Any]], args) -> Optional[Dict[str, Any]]:
+    """Docs/s of one all-in-one pass vs the five per-type pipelines, interleaved rounds, median."""
+    all_in_one = rows.get("all/partial")
+    per_type = [rows.get(f"type/{t}") for t in TYPES]
+    if not all_in_one or not all(per_type) or not Path(all_in_one["model"]).exists():
+        return None
+    import spacy
+
+    from spacy_bioner.corpus.mixes import corpus_docs, load_mix
+
+    mix = load_mix("huner", corpora_dir=args.corpora_dir)
+    nlp_all = spacy.load(all_in_one["model"])
+    texts = [doc.text for c in mix.corpora for doc in corpus_docs(c, "test", vocab=nlp_all.vocab)[:40]]
+    pipes = [spacy.load(r["model"]) for r in per_type]
+    times: Dict[str, List[float]] = {"all-in-one": [], "five per-type": []}
+    for _ in range(3):
+        began = time.perf_counter()
+        list(nlp_all.pipe(texts, batch_size=64))
+        times["all-in-one"].append(time.perf_counter() - began)
+        began = time.perf_counter()
+        for nlp in pipes:
+            list(nlp.pipe(texts, batch_size=64))
+        times["five per-type"].append(time.perf_counter() - began)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"docs": len(texts), "docs_per_second": {k: len(texts) / v for k, v in med.items()},
+            "speed_up": med["five per-type"] / med["all-in-one"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="minilm")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=0, help="at most this many training documents per corpus")
+    parser.add_argument("--dev-limit", type=int, default=200, help="dev documents per corpus (dev scoring cost)")
+    parser.add_argument("--test-limit", type=int, default=0, help="test documents per corpus (0: all; quick checks)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--rows", nargs="*", help="only these rows (ids, or all / type / single)")
+    parser.add_argument("--corpora-dir", type=Path, default=CORPORA)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    done: Dict[str, Dict[str, Any]] = {}
+    if args.json and args.json.exists():
+        done = {r["id"]: r for r in json.loads(args.json.read_text(encoding="utf8")).get("rows", [])}
+
+    def save(**extra: Any) -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                             "rows": list(done.values()), **extra}, indent=2) + "\n")
+
+    for row in plan(args):
+        if row["id"] in done and done[row["id"]].get("settings") == settings(args):
+            continue
+        done[row["id"]] = train_and_score(row, args)
+        save()
+    text = tables(done, args)
+    speed = throughput(done, args)
+    if speed:
+        text += (f"\nThroughput over {speed['docs']} test documents: all-in-one "
+                 f"{speed['docs_per_second']['all-in-one']:.1f} docs/s, five per-type pipelines "
+                 f"{speed['docs_per_second']['five per-type']:.1f} docs/s ({speed['speed_up']:.2f}×).\n")
+    print(text)
+    save(markdown=text, throughput=speed)
+
+
+if __name__ == "__main__":
+    main()
