@@ -104,9 +104,9 @@ def test_relative_perturbation_stays_within_its_bound(norm, per, method):
 def test_strategies_v2_resolve_with_calibrated_defaults():
     f = spacy.registry.resolve({"s": {"@misc": "spacy_bioner.FGSM.v2"}})["s"]
     assert (f.method, f.scale, f.per, f.norm, f.epsilon, f.max_ratio) == ("fgsm", "relative", "token", "l2",
-                                                                          0.05, 0.25)
+                                                                          0.03, 0.25)
     p = spacy.registry.resolve({"s": {"@misc": "spacy_bioner.PGD.v2"}})["s"]
-    assert (p.method, p.random_start, p.steps, p.scale) == ("pgd", True, 3, "relative")
+    assert (p.method, p.random_start, p.steps, p.scale, p.epsilon, p.alpha) == ("pgd", True, 3, "relative", 0.03, 0.01)
     assert adversarial_pipe.DEFAULT_STRATEGY["@misc"] == "spacy_bioner.FGSM.v2"
     assert adversarial_pipe.DEFAULT_STRATEGY["epsilon"] == f.epsilon  # the factory default is the v2 default
 

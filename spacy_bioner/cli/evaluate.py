@@ -152,7 +152,7 @@ def evaluate_cli(
                                                help="Corpus whose mentions `swap` draws (default: the test set's)"),
     noise_rate: float = typer.Option(0.2, "--noise-rate", help="Share of words/mentions changed per noise kind"),
     attack: Optional[float] = typer.Option(None, "--attack", help="Also score under a test-time FGSM attack on the "
-                                           "embeddings: each token moved by EPS x the mean token norm (e.g. 0.05)"),
+                                           "embeddings: each token moved by EPS x the mean token norm (e.g. 0.03)"),
     gold_format: Optional[str] = typer.Option(None, "--gold-format", help="Standoff format of DATA: pubtator, "
                                               "bioc or brat (default: from the suffix)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="Standoff: score only these types, e.g. Disease,Chemical"),
