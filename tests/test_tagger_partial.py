@@ -103,3 +103,25 @@ def test_allowed_tags_by_hand():
 def test_unknown_partial_labels_setting():
     with pytest.raises(ValueError, match="partial_labels must be one of naive, partial"):
         tagger("marginal")
+
+
+def test_a_fully_annotated_example_in_a_partial_batch_keeps_the_naive_loss():
+    """The masked path runs for the whole batch once one Example is partial: the full Example's rows must still be
+    exactly the cross-entropy's, even where the true tag's probability is tiny (a logit gap of 40)."""
+    nlp, naive = tagger("naive")
+    _, partial = tagger("partial")
+    full, part = example(nlp, ["Disease", "Gene"]), example(nlp, ["Disease"])
+    s = scores(len(naive.tags), seed=11)
+    s[0][3] = 0.0
+    s[0][3, 0] = 40.0  # token 3 is gold B-Disease; the model is sure it is O
+    s2 = scores(len(naive.tags), seed=12)
+    _, d_naive = naive.get_loss([full], s)
+    _, d_mixed = partial.get_loss([full, part], s + s2)
+    n_naive, n_mixed = len(WORDS), 2 * len(WORDS)  # the gradient is a mean over the batch's tokens
+    assert numpy.allclose(d_mixed[0] * n_mixed, d_naive[0] * n_naive, atol=1e-6)
+    assert d_mixed[0][3, 1] * n_mixed == pytest.approx(-1.0, abs=1e-6)  # the true tag's full gradient
+    loss_part, _ = partial.get_loss([part], s2)
+    loss_full, _ = naive.get_loss([full], s)
+    loss_mixed, _ = partial.get_loss([full, part], s + s2)
+    assert loss_mixed == pytest.approx((loss_full * n_naive + loss_part * n_naive) / n_mixed, rel=1e-5)
+    assert loss_full * n_naive > 39  # token 3 alone adds about 40: not clipped at −log 1e-12 ≈ 27.6

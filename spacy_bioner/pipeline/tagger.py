@@ -277,16 +277,18 @@ class BioNERTagger(TrainablePipe):
         allowed = allowed_tags(examples, gold, labels=self.labels, scheme=self.cfg["scheme"]) \
             if self.partial_labels == "partial" else None
         if allowed is None:
-            picked = probs[rows, safe]
+            log_picked = shifted[rows, safe] - xp.log(exp.sum(axis=1))  # log-softmax: exact, never clipped
             d_scores = probs.copy()
             d_scores[rows, safe] -= 1.0
-        else:
+        else:  # in log space: −log Σ_allowed p = logsumexp(z) − logsumexp(z over the allowed tags)
             mask = xp.asarray(allowed, dtype=probs.dtype)
             mask[rows, safe] = 1.0
-            kept = probs * mask
-            picked = kept.sum(axis=1)
-            d_scores = probs - kept / xp.maximum(picked, 1e-12)[:, None]
-        loss = float(-(xp.log(xp.maximum(picked, 1e-12)) * known).sum()) / n
+            masked = xp.where(mask > 0, shifted, -xp.inf)
+            top = masked.max(axis=1, keepdims=True)
+            inside = xp.exp(masked - top)
+            d_scores = probs - inside / inside.sum(axis=1, keepdims=True)
+            log_picked = (top[:, 0] + xp.log(inside.sum(axis=1))) - xp.log(exp.sum(axis=1))
+        loss = float(-(log_picked * known).sum()) / n
         d_scores *= (known[:, None] / n).astype(d_scores.dtype)
         if math.isnan(loss):
             raise ValueError(f"{self.name}: the loss is NaN (learning rate too high, or fp16 overflow)")
