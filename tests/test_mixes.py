@@ -34,7 +34,7 @@ def mix_file(tmp_path):
     write_corpus(tmp_path / "corpora" / "cdr", CDR * 8)
     (tmp_path / "maps.yml").write_text("genes:\n  GENE: Gene\ncdr:\n  Chemical: Chemical\n  Disease: Disease\n")
     path = tmp_path / "mix.yml"
-    path.write_text("name: tiny\ntypes: [Gene, Chemical, Disease]\ntemperature: 0.5\ncorpora_dir: corpora\n"
+    path.write_text("name: tiny\ntypes: [Gene, Chemical, Disease]\ntemperature: 0.5\ncorpora_dir: corpora\ndedupe: false\n"
                     "label_maps: maps.yml\ncorpora:\n  - name: genes\n    path: genes\n    label_map: genes\n"
                     "  - name: cdr\n    path: cdr\n    label_map: cdr\n", encoding="utf8")
     return path
@@ -77,7 +77,7 @@ def test_a_dropped_type_becomes_outside_and_an_unmapped_one_is_an_error(tmp_path
     ("types: Gene\ncorpora: [{path: c}]\n", "`types` must be a list"),
     ("types: [Gene]\ncorpora: []\n", "`corpora` must be a non-empty list"),
     ("types: [Gene]\ntemperature: -1\ncorpora: [{path: c}]\n", "temperature must be >= 0"),
-    ("types: [Gene]\ncorpora: [{path: c, label_map: {GENE: Protein}}]\n", "annotates none of the mix's types"),
+    ("types: [Gene]\ncorpora: [{path: c, label_map: {GENE: null}}]\n", "annotates none of the mix's types"),
     ("types: [Gene]\ncorpora: [{path: c, label_map: nowhere}]\n", "label map 'nowhere' is not in"),
     ("types: [Gene]\ncorpora: [{path: c, annotates: [Chemical]}]\n", "`annotates` must list types"),
     ("types: [Gene]\ncorpora: [{path: c, wieght: 2}]\n", "unknown keys wieght"),
@@ -149,7 +149,7 @@ def test_mix_summary_names_corpora_sizes_and_probabilities(mix_file, tmp_path):
     summary = mixes.mix_summary(m, vocab=spacy.blank("en").vocab)
     assert summary["mix"] == "tiny" and summary["temperature"] == 0.5
     rows = {r["name"]: r for r in summary["corpora"]}
-    assert rows["genes"]["docs"] == {"train": 4, "dev": 4, "test": 4}
+    assert rows["genes"]["sentences"] == {"train": 4, "dev": 4, "test": 4} and rows["genes"]["deduped"] == 0
     assert rows["cdr"]["annotates"] == ["Chemical", "Disease"]
     assert rows["genes"]["probability"] == pytest.approx(2 / 6)
 
@@ -193,7 +193,7 @@ def test_shipped_mix_loads_and_maps_every_type_of_its_corpora(name):
         unmapped = corpus_types(corpus) - set(corpus.label_map)
         assert not unmapped, f"{name}: {corpus.name}: {unmapped} not in its label map"
         assert set(corpus.annotates) <= set(mix.types)
-        assert mixes.split_file(corpus, "test") is not None or corpus.split
+        assert corpus.split or mixes.split_file(corpus, "test") is not None
 
 
 def test_huner_mix_covers_every_type_with_its_corpora():
@@ -232,7 +232,7 @@ def test_train_from_a_mix_with_partial_labels_records_the_mix(mix_file, tmp_path
     assert result.exit_code == 0, result.output
     record = json.loads((out / "run.json").read_text())
     assert record["mix"]["mix"] == "tiny" and [c["name"] for c in record["mix"]["corpora"]] == ["genes", "cdr"]
-    assert record["mix"]["corpora"][1]["docs"]["train"] == 16
+    assert record["mix"]["corpora"][1]["sentences"]["test"] == 16
     config = spacy.util.load_config(out / "config.cfg")
     assert config["components"]["bioner_tagger"]["partial_labels"] == "partial"
     nlp = spacy.load(out / "model-best")
@@ -295,3 +295,100 @@ def test_evaluate_cli_takes_a_mix_file(ruler, tmp_path):
     assert "| dis | all |" in (tmp_path / "r.md").read_text()
     bad = CliRunner().invoke(app, ["evaluate", str(ruler), str(tmp_path / "nowhere.yml")])
     assert bad.exit_code != 0 and "no such mix file" in bad.output and "Traceback" not in bad.output
+
+
+def test_training_sentences_found_in_a_test_split_are_left_out(tmp_path):
+    write_corpus(tmp_path / "a", CDR, splits=("train", "dev"))
+    (tmp_path / "a" / "test.tsv").write_text("x\tO\n\n")
+    write_corpus(tmp_path / "b", CDR[:1], splits=("test",))  # b's test sentence is a's first training sentence
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Chemical, Disease]\ncorpora:\n  - {path: a, annotates: [Chemical, Disease]}\n"
+                   "  - {path: b, annotates: [Disease], splits: {train: null, dev: null, test: test}}\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    vocab = spacy.blank("en").vocab
+    kept, dropped = mixes.training_docs(m, m.corpora[0], vocab=vocab)
+    assert [d.text for d in kept] == ["ibuprofen is safe"] and dropped == 1
+    m.dedupe = False
+    assert len(mixes.training_docs(m, m.corpora[0], vocab=vocab)[0]) == 2
+
+
+def test_documents_are_cut_into_sentences(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("-DOCSTART-\tO\n\nBRCA1\tB-GENE\nbinds\tO\n\nTP53\tB-GENE\nto\tO\n\n")
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Gene]\ncorpora:\n  - {path: docs, label_map: {GENE: Gene}, splits: {train: train, dev: null, test: null}}\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    docs = mixes.corpus_docs(m.corpora[0], "train", vocab=spacy.blank("en").vocab)
+    assert [d.text.strip() for d in docs] == ["BRCA1 binds", "TP53 to"]
+    assert all(mixes.annotated_types(d) == ["Gene"] and len(d.ents) == 1 for d in docs)
+
+
+def test_map_targets_outside_the_mix_must_be_declared(tmp_path):
+    write_corpus(tmp_path / "c", CDR)
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Disease]\ncorpora:\n  - path: c\n    label_map: {Chemical: Chemical, Disease: Disease}\n")
+    with pytest.raises(CorpusConfigError, match="produces Chemical, neither a type of the mix"):
+        mixes.load_mix(mix, corpora_dir=tmp_path)
+    mix.write_text("types: [Disease]\nother_types: [Chemical]\ncorpora:\n"
+                   "  - path: c\n    label_map: {Chemical: Chemical, Disease: Disease}\n")
+    assert mixes.load_mix(mix, corpora_dir=tmp_path).corpora[0].label_map == {"Chemical": None, "Disease": "Disease"}
+
+
+def test_types_a_corpus_does_not_annotate_are_dropped_from_its_gold(tmp_path):
+    write_corpus(tmp_path / "c", CDR)
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Chemical, Disease]\ncorpora:\n  - path: c\n    label_map: {Chemical: Chemical, "
+                   "Disease: Disease}\n    annotates: [Disease]\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    docs = mixes.corpus_docs(m.corpora[0], "test", vocab=spacy.blank("en").vocab)
+    assert [[e.label_ for e in d.ents] for d in docs] == [["Disease"], []]
+
+
+def test_a_missing_split_file_is_an_error_naming_the_fix(tmp_path):
+    write_corpus(tmp_path / "c", CDR, splits=("train", "test"))
+    mix = tmp_path / "m.yml"
+    mix.write_text("types: [Disease]\ncorpora:\n  - {path: c, annotates: [Disease]}\n")
+    m = mixes.load_mix(mix, corpora_dir=tmp_path)
+    with pytest.raises(CorpusConfigError, match="no dev.* file in .* dev: null if it has none"):
+        mixes.corpus_docs(m.corpora[0], "dev", vocab=spacy.blank("en").vocab)
+
+
+def test_training_on_a_mix_streams_and_scores_dev_on_annotated_types(mix_file):
+    from spacy_bioner.training.config import build_config
+
+    config = build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", mix=str(mix_file))
+    assert config["training"]["max_epochs"] == -1  # every pass a new draw
+    assert config["components"]["bioner_tagger"]["scorer"] == {"@scorers": "spacy_bioner.annotated_ner_scorer.v1"}
+    assert config["corpora"]["dev"]["@readers"] == "spacy_bioner.MixedCorpus.v1"
+
+
+def test_annotated_ner_scorer_ignores_types_a_corpus_does_not_annotate():
+    from spacy.tokens import Doc
+    from spacy.training import Example
+
+    nlp = spacy.blank("en")
+    words = ["BRCA1", "causes", "ulcers"]
+    gold = Doc(nlp.vocab, words=words, ents=["O", "O", "B-Disease"])
+    pred = Doc(nlp.vocab, words=words, ents=["B-Gene", "O", "B-Disease"])
+    scorer = spacy.registry.resolve({"s": {"@scorers": "spacy_bioner.annotated_ner_scorer.v1"}})["s"]
+    assert scorer([Example(pred, gold)])["ents_p"] == 0.5  # not from a mix: every type counts
+    gold.user_data[mixes.ANNOTATES] = ["Disease"]
+    assert scorer([Example(pred, gold)])["ents_p"] == 1.0
+
+
+def test_evaluate_takes_a_shipped_mix_by_name(ruler, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    if not SHARED.is_dir():
+        pytest.skip("../shared/corpora is not here")
+    result = CliRunner().invoke(app, ["evaluate", str(ruler), "huner-heldout", "--corpora-dir", str(SHARED),
+                                      "--corpora", "BioNLP13CG", "--limit", "30", "--bootstrap", "5",
+                                      "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "m.json").read_text())["corpora"]
+    assert list(scored) == ["BioNLP13CG"] and scored["BioNLP13CG"]["types"] == ["Chemical", "Disease", "Gene", "Species"]

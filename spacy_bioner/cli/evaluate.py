@@ -180,7 +180,7 @@ def evaluate_cli(
     """
     from ..evaluation.charlevel import is_standoff
 
-    if data.suffix in (".yml", ".yaml"):
+    if data.suffix in (".yml", ".yaml") or (not data.exists() and is_shipped_mix(str(data))):
         if noise is not None or attack is not None:
             fail("--noise, --attack: for one IOB/.spacy gold file, not a corpus mix")
         return _evaluate_mix(model, data, split=split, corpora=corpora.split(",") if corpora else None,
@@ -224,6 +224,18 @@ def evaluate_cli(
                       header=("noise", "P", "R", "F", "ΔF"), aligns=("l", "r", "r", "r", "r"))
         msg.info(f"{metrics['words_per_second']:.0f} words/s"
                  + (f", peak GPU {metrics['peak_gpu_mib']:.0f} MiB" if metrics.get("peak_gpu_mib") else ""))
+
+
+def is_shipped_mix(name: str) -> bool:
+    """Whether ``name`` is a mix shipped in ``configs/mixes/`` (``huner-heldout``)."""
+    from ..corpus.mixes import resolve_mix_path
+    from ..errors import CorpusConfigError
+
+    try:
+        resolve_mix_path(name)
+    except CorpusConfigError:
+        return False
+    return True
 
 
 def _evaluate_mix(model: Path, mix: Path, *, split: str, corpora: Optional[List[str]], corpora_dir: Optional[Path],

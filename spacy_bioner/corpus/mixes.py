@@ -23,11 +23,14 @@ type); their label maps, each decision with its source, are in
         path: CellFinder-brat   # standoff: converted as `convert` does, split by document
         split: [0.6, 0.1, 0.3]
 
-Every Example a mix yields carries the types its corpus annotates, in
-``doc.user_data["bioner.annotates"]`` of both its Docs (:func:`annotated_types`):
-the ``partial`` loss and the task prompt read it, and per-corpus scoring is
-restricted to it. A corpus type its label map does not mention is an error
-naming the fix (map it, or map it to null), never silently dropped.
+Every Example a mix yields is one sentence (documents with sentence boundaries
+are cut into them, so sizes and draws count sentences) and carries the types its
+corpus annotates, in ``doc.user_data["bioner.annotates"]`` of both its Docs
+(:func:`annotated_types`): the ``partial`` loss and the dev scorer read it, and
+per-corpus scoring is restricted to it. A training sentence that also occurs in
+a test split of the mix is left out (``dedupe``, on by default). A corpus type its
+label map does not mention, or maps to a type that is neither the mix's nor in
+its ``other_types``, is an error naming the fix, never silently dropped.
 """
 import os
 import random
@@ -88,6 +91,7 @@ class Mix:
     temperature (float): sampling temperature T (weights ∝ size ** T; 1: by size, 0: uniform).
     path (Optional[Path]): the file it was read from.
     seed (int): seed of document splits (``split``).
+    dedupe (bool): leave out training sentences that occur in a test split of the mix.
     """
 
     name: str
@@ -96,6 +100,7 @@ class Mix:
     temperature: float = 1.0
     path: Optional[Path] = None
     seed: int = 0
+    dedupe: bool = True
 
     def corpus(self, name: str) -> MixCorpus:
         for c in self.corpora:
@@ -146,13 +151,17 @@ def load_mix(path: Union[str, Path], *, corpora_dir: Union[str, Path, None] = No
     where = str(path)
     if not isinstance(data, dict):
         raise CorpusConfigError(f"{where}: a mix file is a mapping with `types` and `corpora`")
-    unknown = set(data) - {"name", "types", "temperature", "corpora_dir", "label_maps", "corpora", "seed",
-                           "held_out", "description"}
+    unknown = set(data) - {"name", "types", "other_types", "temperature", "corpora_dir", "label_maps", "corpora",
+                           "seed", "dedupe", "description"}
     if unknown:
         raise CorpusConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
     types = data.get("types")
     if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
         raise CorpusConfigError(f"{where}: `types` must be a list of the mix's entity types")
+    other = data.get("other_types") or []
+    if not isinstance(other, list) or not all(isinstance(t, str) for t in other):
+        raise CorpusConfigError(f"{where}: `other_types` must be a list of types the label maps may produce "
+                                "that this mix leaves out")
     temperature = float(data.get("temperature", 1.0))
     if temperature < 0:
         raise CorpusConfigError(f"{where}: temperature must be >= 0, got {temperature}")
@@ -169,15 +178,16 @@ def load_mix(path: Union[str, Path], *, corpora_dir: Union[str, Path, None] = No
         raise CorpusConfigError(f"{where}: `corpora` must be a non-empty list")
     corpora = []
     for i, entry in enumerate(entries):
-        corpora.append(_corpus(entry, i, where=where, types=types, root=root, maps=maps, read_map=read_label_map))
+        corpora.append(_corpus(entry, i, where=where, types=types, other=other, root=root, maps=maps,
+                               read_map=read_label_map))
     names = [c.name for c in corpora]
     if len(set(names)) != len(names):
         raise CorpusConfigError(f"{where}: corpus names must be unique ({', '.join(names)})")
     return Mix(name=str(data.get("name") or path.stem), types=list(types), corpora=corpora,
-               temperature=temperature, path=path, seed=int(data.get("seed", 0)))
+               temperature=temperature, path=path, seed=int(data.get("seed", 0)), dedupe=bool(data.get("dedupe", True)))
 
 
-def _corpus(entry: Any, i: int, *, where: str, types: List[str], root: Path, maps: Dict[str, Any],
+def _corpus(entry: Any, i: int, *, where: str, types: List[str], other: List[str], root: Path, maps: Dict[str, Any],
             read_map: Callable[[Any], Dict[str, Optional[str]]]) -> MixCorpus:
     if not isinstance(entry, dict) or not entry.get("path"):
         raise CorpusConfigError(f"{where}: corpora[{i}] needs at least a `path`")
@@ -201,6 +211,10 @@ def _corpus(entry: Any, i: int, *, where: str, types: List[str], root: Path, map
     if not isinstance(raw_map, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
                                                 for k, v in raw_map.items()):
         raise CorpusConfigError(f"{where}: {name}: a label map is a mapping of type → type (or null to drop)")
+    stray = sorted({v for v in raw_map.values() if v is not None and v not in types and v not in other})
+    if stray:
+        raise CorpusConfigError(f"{where}: {name}: its label map produces {', '.join(stray)}, neither a type of the "
+                                f"mix ({', '.join(types)}) nor in `other_types`: a typo, or list it in other_types")
     label_map = {k: (v if v in types else None) for k, v in raw_map.items()}
     produced = sorted({v for v in label_map.values() if v is not None})
     annotates = entry.get("annotates", produced)
@@ -209,6 +223,7 @@ def _corpus(entry: Any, i: int, *, where: str, types: List[str], root: Path, map
     if not annotates:
         raise CorpusConfigError(f"{where}: {name}: annotates none of the mix's types ({', '.join(types)}); "
                                 "leave it out of this mix or map its types onto them")
+    label_map = {k: (v if v in annotates else None) for k, v in label_map.items()}  # not annotated: not kept
     weight = float(entry.get("weight", 1.0))
     if weight < 0:
         raise CorpusConfigError(f"{where}: {name}: weight must be >= 0, got {weight}")
@@ -240,11 +255,14 @@ def resolve_mix_path(value: Union[str, Path]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ reading
-_CACHE: Dict[Tuple[str, str, int, str], List[Doc]] = {}
+_CACHE: Dict[Tuple[Any, ...], List[Doc]] = {}
 
 
 def split_file(corpus: MixCorpus, split: str) -> Optional[Path]:
-    """The file a split of a token-per-line/DocBin corpus reads, or None when it has none."""
+    """The file a split of a token-per-line/DocBin corpus reads, or None when ``splits`` says it has none.
+
+    A split the corpus should have (its ``splits`` entry is not null) whose file is missing is an error.
+    """
     stem = corpus.splits.get(split)
     if stem is None:
         return None
@@ -254,7 +272,8 @@ def split_file(corpus: MixCorpus, split: str) -> Optional[Path]:
         candidate = corpus.path / f"{stem}{suffix}"
         if candidate.is_file():
             return candidate
-    return None
+    raise CorpusConfigError(f"{corpus.name}: no {stem}{{{','.join(SPLIT_SUFFIXES)}}} file in {corpus.path} for its "
+                            f"{split} split; give the file in `splits` ({split}: NAME), or {split}: null if it has none")
 
 
 def corpus_docs(corpus: MixCorpus, split: str, *, vocab, seed: int = 0) -> List[Doc]:
@@ -266,14 +285,54 @@ def corpus_docs(corpus: MixCorpus, split: str, *, vocab, seed: int = 0) -> List[
     seed (int): seed of a document split (``split`` shares).
     RETURNS (List[Doc]): the Docs (empty when the corpus has no such split).
     """
+    return [doc.copy() for doc in _cached_docs(corpus, split, vocab=vocab, seed=seed)]
+
+
+def _cached_docs(corpus: MixCorpus, split: str, *, vocab, seed: int) -> List[Doc]:
+    """:func:`corpus_docs` without the copies (shared: never modify them)."""
     if not corpus.path.exists():
         raise CorpusConfigError(f"{corpus.name}: {corpus.path} not found (set the mix's corpora_dir, "
                                 f"--corpora-dir or {CORPORA_ENV})")
-    key = (str(corpus.path), split, seed, repr(sorted(corpus.label_map.items())) + repr(corpus.annotates))
+    key = (str(corpus.path), split, seed, repr(sorted(corpus.label_map.items())), tuple(corpus.annotates),
+           repr(sorted(corpus.splits.items())), repr(corpus.split), corpus.format, id(vocab))
     if key not in _CACHE:
         docs = [relabel(doc, corpus) for doc in _raw_docs(corpus, split, vocab=vocab, seed=seed)]
-        _CACHE[key] = docs
-    return [doc.copy() for doc in _CACHE[key]]
+        _CACHE[key] = [sent for doc in docs for sent in sentence_docs(doc)]
+    return _CACHE[key]
+
+
+def sentence_docs(doc: Doc) -> List[Doc]:
+    """A Doc cut into one Doc per sentence (entities and annotated types kept); the Doc itself without
+    sentence boundaries or with one sentence."""
+    if not doc.has_annotation("SENT_START"):
+        return [doc]
+    sents = list(doc.sents)
+    if len(sents) < 2:
+        return [doc]
+    out = []
+    for sent in sents:
+        piece = sent.as_doc()
+        piece.user_data[ANNOTATES] = list(doc.user_data.get(ANNOTATES, []))
+        out.append(piece)
+    return out
+
+
+def training_docs(mix: Mix, corpus: MixCorpus, *, vocab) -> Tuple[List[Doc], int]:
+    """A corpus's training sentences, less those that occur in a test split of the mix (``dedupe``).
+
+    RETURNS (Tuple[List[Doc], int]): the sentences (shared: never modify them) and how many were left out.
+    """
+    docs = _cached_docs(corpus, "train", vocab=vocab, seed=mix.seed)
+    if not mix.dedupe:
+        return docs, 0
+    tests = test_texts(mix, vocab=vocab)
+    kept = [doc for doc in docs if doc.text.strip() not in tests]
+    return kept, len(docs) - len(kept)
+
+
+def test_texts(mix: Mix, *, vocab) -> set:
+    """Texts of every test sentence of the mix's corpora."""
+    return {doc.text.strip() for c in mix.corpora for doc in _cached_docs(c, "test", vocab=vocab, seed=mix.seed)}
 
 
 def _raw_docs(corpus: MixCorpus, split: str, *, vocab, seed: int) -> List[Doc]:
@@ -350,7 +409,7 @@ def mix_examples(nlp: Language, *, mix: Mix, split: str, temperature: Optional[f
     split (str): ``train`` (sampled), ``dev`` or ``test`` (all, corpus after corpus).
     temperature (Optional[float]): overrides the mix's.
     epoch_size (int): Examples per pass for ``train`` (0: as many as the corpora hold).
-    limit (int): at most this many Documents per corpus (0: all).
+    limit (int): at most this many sentences per corpus (0: all).
     seed (int): sampling seed (each pass draws afresh).
     corpora (Optional[Sequence[str]]): only these corpora (None: all).
     augmenter (Callable): a spaCy augmenter for every Example.
@@ -359,7 +418,8 @@ def mix_examples(nlp: Language, *, mix: Mix, split: str, temperature: Optional[f
     chosen = [c for c in mix.corpora if corpora is None or c.name in corpora]
     docs = []
     for c in chosen:
-        found = corpus_docs(c, split, vocab=nlp.vocab, seed=mix.seed)
+        found = training_docs(mix, c, vocab=nlp.vocab)[0] if split == "train" else \
+            _cached_docs(c, split, vocab=nlp.vocab, seed=mix.seed)
         docs.append(found[:limit] if limit else found)
 
     def example(doc: Doc) -> Example:
@@ -393,21 +453,29 @@ def mix_examples(nlp: Language, *, mix: Mix, split: str, temperature: Optional[f
         if not queues[i]:
             queues[i] = list(range(sizes[i]))
             rng.shuffle(queues[i])
-        yield from emit(example(docs[i][queues[i].pop()].copy()))
+        yield from emit(example(docs[i][queues[i].pop()]))
 
 
-def mix_summary(mix: Mix, *, vocab, temperature: Optional[float] = None) -> Dict[str, Any]:
-    """The mix as the run record names it: each corpus's path, label map, annotated types, size per split and
-    training probability."""
+def mix_summary(mix: Mix, *, vocab, temperature: Optional[float] = None, corpora: Optional[Sequence[str]] = None,
+                limit: int = 0) -> Dict[str, Any]:
+    """The mix as the run record names it: each corpus's path, label map, annotated types, sentences per split
+    (training: after ``limit`` and ``dedupe``; ``deduped``: left out) and training probability.
+
+    corpora (Optional[Sequence[str]]): only these corpora (as the reader's ``corpora``).
+    limit (int): as the reader's ``limit`` (sentences per corpus).
+    """
     rows = []
     sizes = []
-    for c in mix.corpora:
-        counts = {s: len(corpus_docs(c, s, vocab=vocab, seed=mix.seed)) for s in SPLITS}
+    chosen = [c for c in mix.corpora if corpora is None or c.name in corpora]
+    for c in chosen:
+        train, dropped = training_docs(mix, c, vocab=vocab)
+        counts = {"train": min(len(train), limit) if limit else len(train)}
+        counts.update({s: len(_cached_docs(c, s, vocab=vocab, seed=mix.seed)) for s in ("dev", "test")})
         sizes.append(counts["train"])
         rows.append({"name": c.name, "path": str(c.path), "annotates": c.annotates, "label_map": c.label_map,
-                     "weight": c.weight, "docs": counts})
+                     "weight": c.weight, "sentences": counts, "deduped": dropped})
     t = mix.temperature if temperature is None else temperature
-    probs = sampling_probabilities(sizes, [c.weight for c in mix.corpora], temperature=t) if any(sizes) else []
+    probs = sampling_probabilities(sizes, [c.weight for c in chosen], temperature=t) if any(sizes) else []
     for row, p in zip(rows, probs):
         row["probability"] = p
     return {"mix": mix.name, "path": str(mix.path) if mix.path else None, "types": mix.types, "temperature": t,
@@ -432,7 +500,7 @@ def create_mixed_corpus(
     split (str): ``train`` (sampled by size ** temperature), ``dev`` or ``test`` (every Example).
     temperature (Optional[float]): overrides the mix's temperature.
     epoch_size (int): Examples per training pass (0: as many as the corpora hold).
-    limit (int): at most this many Documents per corpus (0: all).
+    limit (int): at most this many sentences per corpus (0: all).
     seed (int): sampling seed.
     corpora (Optional[List[str]]): only these corpora of the mix.
     corpora_dir (Optional[str]): where the mix's relative corpus paths start.

@@ -218,6 +218,9 @@ def add_adversarial(config: Config, adversarial: Config) -> Config:
 def use_mix(config: Config, mix: Union[str, Path]) -> Config:
     """Train and evaluate on a corpus mix: ``[corpora.train]`` and ``[corpora.dev]`` read ``${paths.mix}``.
 
+    Training streams the mix (``max_epochs = -1``: every pass a new draw; ``max_steps`` ends the run), and the
+    entity heads' dev scorer counts only the types each corpus annotates.
+
     config (Config): a full config.
     mix (Union[str, Path]): the mix file, or a shipped mix's name (checked here).
     RETURNS (Config): a new config (an augmenter of the old training reader is kept).
@@ -235,6 +238,11 @@ def use_mix(config: Config, mix: Union[str, Path]) -> Config:
                           "corpora": None, "corpora_dir": None}
     if augmenter is not None:
         corpora["train"]["augmenter"] = augmenter
+    # each epoch calls the reader again, so each draws afresh (spaCy reshuffles one list when max_epochs >= 0)
+    merged.setdefault("training", {})["max_epochs"] = -1
+    for name, component in merged.get("components", {}).items():  # dev F1 on the types each corpus annotates
+        if isinstance(component, dict) and component.get("factory") in ("ner", "bioner_tagger"):
+            component["scorer"] = {"@scorers": "spacy_bioner.annotated_ner_scorer.v1"}
     return merged
 
 

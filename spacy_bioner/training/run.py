@@ -212,7 +212,8 @@ def mix_record(config: Config, nlp) -> Optional[Dict[str, Any]]:
 
     resolved = config.interpolate()["corpora"]["train"]
     mix = load_mix(resolved["path"], corpora_dir=resolved.get("corpora_dir"))
-    return mix_summary(mix, vocab=nlp.vocab, temperature=resolved.get("temperature"))
+    return mix_summary(mix, vocab=nlp.vocab, temperature=resolved.get("temperature"),
+                       corpora=resolved.get("corpora"), limit=resolved.get("limit") or 0)
 
 
 def train_nlp(nlp, output_path: Path, *, use_gpu: int = -1, stdout: Optional[IO] = None,
