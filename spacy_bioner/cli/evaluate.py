@@ -189,8 +189,10 @@ def evaluate_cli(
                              length_buckets=length_buckets, int8=int8, runtime=runtime)
     standoff_only = {"--labels": labels, "--label-map": label_map, "--gold-tokenizer": gold_tokenizer}
     if gold_format is not None or (data.suffix != ".spacy" and data.exists() and is_standoff(data)):
-        if noise is not None or attack is not None:
-            fail("--noise, --attack: for IOB/.spacy gold only (noisy copies are made of gold tokens)")
+        if noise is not None:
+            fail("--noise: for IOB/.spacy gold only (noisy copies are made of gold tokens)")
+        if attack is not None:
+            fail("--attack: for IOB/.spacy gold only (the attack uses the gold tokens' annotation)")
         return _evaluate_standoff(model, data, gpu_id=gpu_id, batch_size=batch_size, output=output, report=report,
                                   plots=plots, n_bootstrap=n_bootstrap, seed=seed, length_buckets=length_buckets,
                                   int8=int8, runtime=runtime, gold_format=gold_format, labels=labels,
