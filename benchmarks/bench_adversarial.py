@@ -28,11 +28,12 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from _run import run  # benchmarks/_run.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -43,15 +44,6 @@ NOISE = ["typo", "typo_mention", "typo_context", "case", "hyphen", "spelling", "
 SYSTEMS = {"none": (None, None), "fgsm": ("fgsm", None), "pgd": ("pgd", None), "aug": (None, "noise"),
            "fgsm+aug": ("fgsm", "noise")}
 LABELS = {"none": "none", "fgsm": "FGSM", "pgd": "PGD", "aug": "augmentation", "fgsm+aug": "FGSM + augmentation"}
-
-
-def run(cmd: List[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        done = subprocess.run(cmd, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n" + "\n".join(tail))
 
 
 def convert(corpus: str) -> Path:

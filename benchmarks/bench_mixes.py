@@ -26,11 +26,12 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from _run import run  # benchmarks/_run.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -42,15 +43,6 @@ PUBLISHED = {("CRAFT", "Chemical"): (59.83, 42.99, 35.73), ("CRAFT", "Gene"): (7
              ("CRAFT", "Species"): (85.04, 84.45, 54.21), ("BioNLP13CG", "Chemical"): (81.82, 67.37, 58.43),
              ("BioNLP13CG", "Disease"): (65.07, 55.32, 56.48), ("BioNLP13CG", "Gene"): (87.71, 71.22, 66.18),
              ("BioNLP13CG", "Species"): (76.41, 67.84, 57.11)}
-
-
-def run(cmd: List[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        done = subprocess.run(cmd, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n" + "\n".join(tail))
 
 
 def settings(args) -> Dict[str, Any]:

@@ -37,7 +37,7 @@ import random
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -517,7 +517,3 @@ def create_mixed_corpus(
     return partial(mix_examples, mix=mix, split=split, temperature=temperature, epoch_size=epoch_size, limit=limit,
                    seed=seed, corpora=corpora, augmenter=augmenter, state={})
 
-
-def label_map_targets(label_map: Mapping[str, Optional[str]]) -> List[str]:
-    """The target types a label map produces."""
-    return sorted({v for v in label_map.values() if v is not None})

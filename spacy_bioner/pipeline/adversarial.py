@@ -403,12 +403,8 @@ class AdversarialTraining(Pipe):
     def _ascent(self, examples: List[Example], delta: List[Any], heads: List[str], models: List[Any],
                 params: List[Any], *, drop: float, scale: Any) -> Optional[List[Any]]:
         """The loss gradient at ``δ`` (a PGD ascent pass, whose weight gradients are dropped)."""
-        from ..models.adversarial import drop_grads, unscale
-
-        self._perturbed_pass(examples, delta, heads, drop=drop, losses={})
-        g = self._hook.grads()
-        drop_grads(models, params)
-        return unscale(g, scale) if g is not None else None
+        return ascent_gradient(self.nlp, self.transformer(), self._hook, examples, delta, heads, models, params,
+                               drop=drop, scale=scale)
 
     def _record(self, delta: List[Any], grads: List[Any], outputs: List[Any], losses: Dict[str, float]) -> None:
         """Token-weighted mean and max of ‖δ_t‖/‖e_t‖: over the run, and since the last evaluation (``losses``)."""
@@ -484,6 +480,19 @@ def perturbation(s: AdversarialStrategy, grads: List[Any], outputs: List[Any], *
     return delta if delta is not None else adv.fgsm_delta(grads, epsilon=eps, norm=s.norm, per=s.per)
 
 
+def ascent_gradient(nlp: Language, transformer: Any, hook: Any, examples: List[Example], delta: List[Any],
+                    heads: List[str], models: List[Any], params: List[Any], *, drop: float,
+                    scale: Any) -> Optional[List[Any]]:
+    """The loss gradient w.r.t. the embeddings at ``δ``, unscaled; the weight gradients of that pass are dropped
+    (None when a gradient is missing or not finite)."""
+    from ..models.adversarial import drop_grads, unscale
+
+    perturbed_pass(nlp, transformer, hook, examples, delta, heads, drop=drop, losses={})
+    g = hook.grads()
+    drop_grads(models, params)
+    return unscale(g, scale) if g is not None else None
+
+
 def perturbed_pass(nlp: Language, transformer: Any, hook: Any, examples: List[Example], delta: Optional[List[Any]],
                    heads: List[str], *, drop: float, losses: Dict[str, float]) -> None:
     """Forward and backward through the transformer and the heads with ``δ`` added to the embeddings."""
@@ -548,10 +557,8 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
                 drop_grads(models, params)
 
                 def ascend(delta: List[Any]) -> Optional[List[Any]]:
-                    perturbed_pass(nlp, trf, hook, batch, delta, heads, drop=0.0, losses={})
-                    g = hook.grads()
-                    drop_grads(models, params)
-                    return unscale(g, grad_scale(shim)) if g is not None else None
+                    return ascent_gradient(nlp, trf, hook, batch, delta, heads, models, params, drop=0.0,
+                                           scale=grad_scale(shim))
 
                 grads = unscale(grads, grad_scale(shim)) if grads is not None else None
                 if grads is None:
