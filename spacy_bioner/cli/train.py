@@ -17,8 +17,9 @@ AUGMENT = typer.Option(None, "--augment",
                        help="Training-data augmentation: noise (configs/augment/), or a file")
 MIX = typer.Option(None, "--mix", help="Train and evaluate on a corpus mix: a mix file (configs/mixes/) or a "
                    "shipped mix's name (huner, huner-gene…)")
-PARTIAL_LABELS = typer.Option(None, "--partial-labels", help="bioner_tagger loss on corpora that annotate only "
-                              "some types: naive (unannotated = O) or partial (marginal likelihood)")
+PARTIAL_LABELS = typer.Option(None, "--partial-labels", help="how the bioner_tagger learns from corpora that "
+                              "annotate only some types: naive (unannotated = O), partial (marginal likelihood) "
+                              "or prompt (a task prompt naming each corpus's types; needs --mix)")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 

@@ -51,13 +51,16 @@ class SubwordWindows:
         tokenizer = self.model.tokenizer
         if id(tokenizer) != self._tokenizer_id:
             self._cache, self._exact, self._tokenizer_id = {}, {}, id(tokenizer)
+        prompt = getattr(self.model, "attrs", {}).get("task_prompt")
+        # a task prompt (and the pair's extra special tokens) comes before every window: leave room for the longest
+        extra = prompt.extra_subwords(tokenizer) if prompt is not None else 0
         windows = fit_windows(
             docs,
             counts=self.token_counts(tokenizer, docs),
-            measure=lambda texts: self.exact_counts(tokenizer, texts),
+            measure=lambda texts: [n + extra for n in self.exact_counts(tokenizer, texts)],
             window=self.limit(tokenizer),
             stride=self.stride,
-            n_special=tokenizer.num_special_tokens_to_add(pair=False),
+            n_special=tokenizer.num_special_tokens_to_add(pair=False) + extra,
         )
         return [[doc[s:e] for s, e in wins] for doc, wins in zip(docs, windows)]
 

@@ -10,7 +10,7 @@ types, offsets, subword strings) and pads a batch from those, as Hugging Face's
 pad ids, pad strings and dtypes); texts it has not seen are tokenized in one
 batched call.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
@@ -34,7 +34,7 @@ class TokenizationCache:
         if max_subwords <= 0:
             raise ValueError(f"max_subwords must be positive, got {max_subwords}")
         self.max_subwords = max_subwords
-        self._store: Dict[str, Encoding] = {}
+        self._store: Dict[Union[str, Tuple[str, str]], Encoding] = {}
         self._pieces: Dict[int, str] = {}
         self._subwords = 0
         self._tokenizer_id: Optional[int] = None
@@ -48,11 +48,13 @@ class TokenizationCache:
         """Forget every text (e.g. after training, to free the memory)."""
         self._store, self._pieces, self._subwords = {}, {}, 0
 
-    def __call__(self, tokenizer: Any, texts: Sequence[str]) -> Dict[str, Any]:
+    def __call__(self, tokenizer: Any, texts: Sequence[str], *, prompts: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         """A padded batch encoding of ``texts``, as ``huggingface_tokenize(tokenizer, texts)`` gives it.
 
         tokenizer (PreTrainedTokenizerFast): the transformer's tokenizer.
         texts (Sequence[str]): window texts, one row each.
+        prompts (Optional[Sequence[str]]): a task prompt per text, encoded as the pair's first
+            sequence (:func:`~spacy_bioner.models.prompts.encode_pairs`).
         RETURNS (Dict[str, Any]): ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the
             tokenizer returns them), ``offset_mapping``, ``input_texts``, ``pad_token``.
         """
@@ -61,19 +63,30 @@ class TokenizationCache:
         if id(tokenizer) != self._tokenizer_id:
             self.clear()
             self._tokenizer_id = id(tokenizer)
-        unseen = list(dict.fromkeys(t for t in texts if t not in self._store))
-        fresh = encode(tokenizer, unseen) if unseen else {}
+        keys: List[Any] = list(texts) if prompts is None else list(zip(prompts, texts))
+        unseen = list(dict.fromkeys(k for k in keys if k not in self._store))
+        if prompts is None:
+            fresh: Dict[Any, Encoding] = encode(tokenizer, unseen) if unseen else {}
+        else:
+            from .prompts import encode_pairs
+
+            fresh = dict(zip(unseen, encode_pairs(tokenizer, [p for p, _ in unseen], [t for _, t in unseen])))
         self.misses += len(unseen)
-        self.hits += len(texts) - len(unseen)
-        rows = [fresh[t] if t in fresh else self._store[t] for t in texts]  # before the store may start again
-        added = sum(len(enc[0]) for text, enc in fresh.items() if len(text) <= MAX_CACHED_CHARS)
+        self.hits += len(keys) - len(unseen)
+        rows = [fresh[k] if k in fresh else self._store[k] for k in keys]  # before the store may start again
+        added = sum(len(enc[0]) for key, enc in fresh.items() if _chars(key) <= MAX_CACHED_CHARS)
         if self._subwords + added > self.max_subwords:
             self._store, self._subwords = {}, 0
-        for text, enc in fresh.items():
-            if len(text) <= MAX_CACHED_CHARS:
-                self._store[text] = enc
+        for key, enc in fresh.items():
+            if _chars(key) <= MAX_CACHED_CHARS:
+                self._store[key] = enc
                 self._subwords += len(enc[0])
         return pad_batch(tokenizer, rows, pieces=self._pieces)
+
+
+def _chars(key: Union[str, Tuple[str, str]]) -> int:
+    """Characters of a remembered window's text (a key is the text, or (prompt, text))."""
+    return len(key if isinstance(key, str) else key[1])
 
 
 def encode(tokenizer: Any, texts: List[str]) -> Dict[str, Encoding]:

@@ -1,11 +1,12 @@
-"""The transformer architecture: ``spacy_bioner.TransformerModel.v1`` to ``.v4``.
+"""The transformer architecture: ``spacy_bioner.TransformerModel.v1`` to ``.v5``.
 
 All are spacy-transformers' ``TransformerModel`` that finds backbones offline
 first and binds a subword-window span getter to the model's tokenizer. ``v2``
 adds a torch-native optimizer step (:mod:`spacy_bioner.models.optim`) and
 gradient checkpointing; ``v3`` adds length buckets (:mod:`spacy_bioner.models.buckets`);
 ``v4`` remembers each training window's tokenization (:mod:`spacy_bioner.models.tokenization`)
-and aligns tokens to subwords with array operations (:mod:`spacy_bioner.models.alignment`).
+and aligns tokens to subwords with array operations (:mod:`spacy_bioner.models.alignment`);
+``v5`` can prefix every window with a task prompt (:mod:`spacy_bioner.models.prompts`).
 """
 from typing import Callable, List, Optional
 
@@ -33,6 +34,7 @@ def transformer_model(
     length_buckets_on_gpu: bool = False,
     tokenization_cache: bool = False,
     fast_alignment: bool = False,
+    task_prompt: Optional["TaskPrompt"] = None,  # noqa: F821
 ) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
     """spacy-transformers' ``TransformerModel`` that finds backbones offline first.
 
@@ -61,6 +63,8 @@ def transformer_model(
         ``fast_alignment``, whose forward reads the cache.
     fast_alignment (bool): spacy-bioner's forward: tokens and subwords aligned with array
         operations (same result as spacy-transformers; see :mod:`.alignment`).
+    task_prompt (Optional[TaskPrompt]): encode each window as the pair (prompt, window); needs
+        ``fast_alignment`` (see :mod:`.prompts`).
     """
     from spacy_transformers.layers.transformer_model import TransformerModel
 
@@ -84,6 +88,10 @@ def transformer_model(
         return result
 
     model.init = init
+    if task_prompt is not None:
+        if not fast_alignment:
+            raise ValueError("task_prompt needs fast_alignment (the forward that encodes the prompt)")
+        model.attrs["task_prompt"] = task_prompt
     if fast_alignment:
         model._func = cached_forward
         if tokenization_cache:
@@ -151,7 +159,11 @@ def cached_forward(model: Model, docs: List[Doc], is_train: bool):
     from .alignment import offset_alignment
 
     tokenizer = model.tokenizer
+    prompt = model.attrs.get("task_prompt")
     if not getattr(tokenizer, "is_fast", False):  # no offsets: spacy-transformers' string alignment
+        if prompt is not None:
+            raise ValueError("task_prompt needs a fast tokenizer (character offsets); this backbone's "
+                             f"{type(tokenizer).__name__} is not one")
         return st.forward(model, docs, is_train)
     nested_spans = model.attrs["get_spans"](docs)
     flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
@@ -163,8 +175,15 @@ def cached_forward(model: Model, docs: List[Doc], is_train: bool):
         st.log_gpu_memory(logger, "begin forward")
     texts = [span.text for span in flat_spans]
     cache = model.attrs.get("tokenization_cache")
-    batch_encoding = cache(tokenizer, texts) if is_train and cache is not None else st.huggingface_tokenize(
-        tokenizer, texts)
+    if prompt is not None:
+        from .prompts import prompted_batch
+
+        prompts = [prompt.for_doc(span.doc, is_train=is_train) for span in flat_spans]
+        batch_encoding = prompted_batch(tokenizer, prompts, texts, cache=cache if is_train else None)
+    elif is_train and cache is not None:
+        batch_encoding = cache(tokenizer, texts)
+    else:
+        batch_encoding = st.huggingface_tokenize(tokenizer, texts)
     wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
     if logger is not None:
         st.log_batch_size(logger, wordpieces, is_train)
@@ -314,3 +333,43 @@ def create_transformer_model_v4(
                              gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets,
                              length_buckets_on_gpu=length_buckets_on_gpu, tokenization_cache=tokenization_cache,
                              fast_alignment=True)
+
+
+@registry.architectures("spacy_bioner.TransformerModel.v5")
+def create_transformer_model_v5(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+    torch_optimizer: bool = True,
+    gradient_checkpointing: bool = False,
+    length_buckets: float = 0.8,
+    length_buckets_on_gpu: bool = False,
+    tokenization_cache: bool = True,
+    task_prompt: Optional["TaskPrompt"] = None,  # noqa: F821
+) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
+    """``v4`` plus an optional task prompt before every window (``spacy_bioner.task_prompt.v1``): in
+    training it names the types the window's corpus annotates, at prediction every type.
+
+    name (str): hub name or local folder of the backbone.
+    get_spans (Callable): span getter.
+    tokenizer_config (dict): passed to ``AutoTokenizer.from_pretrained``.
+    transformer_config (dict): passed to the transformer's forward pass.
+    mixed_precision (bool): autocast the forward pass (GPU).
+    grad_scaler_config (dict): PyTorch gradient scaler settings.
+    torch_optimizer (bool): one torch AdamW step for all transformer weights (default).
+    gradient_checkpointing (bool): trade compute for activation memory.
+    length_buckets (float): a row starts a new sub-batch when shorter than this
+        ratio × the sub-batch's longest row (0: off; default 0.8).
+    length_buckets_on_gpu (bool): bucket on a GPU too (default off).
+    tokenization_cache (bool): remember each training window's encoding (default on).
+    task_prompt (Optional[TaskPrompt]): the prompt (None: ``v4`` exactly).
+    """
+    return transformer_model(name, get_spans, tokenizer_config=tokenizer_config,
+                             transformer_config=transformer_config, mixed_precision=mixed_precision,
+                             grad_scaler_config=grad_scaler_config, torch_optimizer=torch_optimizer,
+                             gradient_checkpointing=gradient_checkpointing, length_buckets=length_buckets,
+                             length_buckets_on_gpu=length_buckets_on_gpu, tokenization_cache=tokenization_cache,
+                             fast_alignment=True, task_prompt=task_prompt)

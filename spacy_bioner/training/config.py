@@ -86,8 +86,8 @@ def build_config(
         block): augments the training corpus.
     mix (Union[str, Path, None]): a corpus mix file or a shipped mix's name (``huner``): the train
         and dev corpora read it (``spacy_bioner.MixedCorpus.v1``; ``paths.mix``).
-    partial_labels (Optional[str]): ``naive`` or ``partial`` (the ``bioner_tagger`` loss on corpora
-        that annotate only some types).
+    partial_labels (Optional[str]): ``naive``, ``partial`` or ``prompt`` (how the ``bioner_tagger``
+        learns from corpora that annotate only some types; see :func:`set_partial_labels`).
     overrides (Optional[Dict[str, Any]]): dotted keys, as from the command line.
     RETURNS (Config): the merged config, not interpolated. ``total_steps`` of the
         schedule is fitted later (:func:`fit_schedule`), when the corpus is known.
@@ -246,17 +246,24 @@ def use_mix(config: Config, mix: Union[str, Path]) -> Config:
     return merged
 
 
-def set_partial_labels(config: Config, mode: str) -> Config:
-    """Set the ``bioner_tagger`` loss for partially annotated corpora (``naive`` or ``partial``).
+#: How ``--partial-labels`` trains on corpora that annotate only some types.
+PARTIAL_LABEL_MODES = ("naive", "partial", "prompt")
 
-    config (Config): a full config with a ``bioner_tagger``.
-    mode (str): ``naive`` or ``partial``.
+
+def set_partial_labels(config: Config, mode: str) -> Config:
+    """Set how the ``bioner_tagger`` learns from partially annotated corpora.
+
+    ``naive`` and ``partial`` are the tagger's loss (``partial_labels``). ``prompt`` keeps the naive loss
+    and gives the transformer a task prompt naming the types each corpus annotates
+    (``spacy_bioner.TransformerModel.v5`` with ``spacy_bioner.task_prompt.v1``, its types the mix's).
+
+    config (Config): a full config with a ``bioner_tagger`` (and, for ``prompt``, a corpus mix and
+        ``spacy_bioner.TransformerModel.v4`` or ``.v5``).
+    mode (str): ``naive``, ``partial`` or ``prompt``.
     RETURNS (Config): a new config.
     """
-    from ..pipeline.tagger import PARTIAL_LABELS
-
-    if mode not in PARTIAL_LABELS:
-        raise ConfigValueError(f"--partial-labels must be one of {', '.join(PARTIAL_LABELS)}, got {mode!r}")
+    if mode not in PARTIAL_LABEL_MODES:
+        raise ConfigValueError(f"--partial-labels must be one of {', '.join(PARTIAL_LABEL_MODES)}, got {mode!r}")
     merged = Config(config).copy()
     names = [n for n, c in merged.get("components", {}).items()
              if isinstance(c, dict) and c.get("factory") == "bioner_tagger"]
@@ -264,7 +271,33 @@ def set_partial_labels(config: Config, mode: str) -> Config:
         raise ConfigValueError("--partial-labels needs the bioner_tagger head (--head tagger); spaCy's ner "
                                "has no partial-label loss")
     for name in names:
-        merged["components"][name]["partial_labels"] = mode
+        merged["components"][name]["partial_labels"] = "naive" if mode == "prompt" else mode
+    if mode == "prompt":
+        merged = add_task_prompt(merged)
+    return merged
+
+
+def add_task_prompt(config: Config) -> Config:
+    """Switch the transformer to ``spacy_bioner.TransformerModel.v5`` with a task prompt naming the mix's types.
+
+    config (Config): a full config that trains on a mix (``paths.mix``) with ``TransformerModel.v4`` or ``.v5``.
+    RETURNS (Config): a new config.
+    """
+    from ..corpus.mixes import load_mix
+
+    mix = config.get("paths", {}).get("mix")
+    if not mix:
+        raise ConfigValueError("--partial-labels prompt needs a corpus mix (--mix): the prompt names the types "
+                               "each corpus annotates")
+    model = config.get("components", {}).get("transformer", {}).get("model", {})
+    arch = model.get("@architectures") if isinstance(model, dict) else None
+    if arch not in ("spacy_bioner.TransformerModel.v4", "spacy_bioner.TransformerModel.v5"):
+        raise ConfigValueError(f"--partial-labels prompt needs an encoder backbone with spacy_bioner.TransformerModel.v4 "
+                               f"or .v5 in [components.transformer.model]; this config has {arch or 'none'}")
+    merged = Config(config).copy()
+    block = merged["components"]["transformer"]["model"]
+    block["@architectures"] = "spacy_bioner.TransformerModel.v5"
+    block["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v1", "types": load_mix(mix).types}
     return merged
 
 

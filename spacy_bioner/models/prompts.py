@@ -1,0 +1,143 @@
+"""Task prompts: the transformer reads which entity types to tag before each window (AIONER, HunFlair2).
+
+A corpus that annotates only diseases teaches a naively merged model that genes
+are ``O``. With a task prompt the input says what is asked: in training each
+window is encoded as the pair ``(prompt, window)``, the prompt naming the types
+its corpus annotates (``doc.user_data["bioner.annotates"]``, set by a corpus mix),
+and the tags of every other type are ``O`` because they were not asked for; at
+prediction the prompt names every type, so one pass tags them all::
+
+    [CLS] Tag CellLine, Chemical, Disease, Gene, Species [SEP] BRCA1 mutations in breast cancer [SEP]
+
+The prompt's subwords are given no character offsets, so no spaCy token aligns
+to them: they reach the transformer's attention but never a tag, and a window
+always keeps its prompt (the span getter reserves room for the longest one).
+``spacy_bioner.TransformerModel.v5`` takes a :class:`TaskPrompt`
+(``spacy_bioner.task_prompt.v1``) and does the encoding here.
+"""
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy
+from spacy.tokens import Doc
+from spacy.util import registry
+
+from ..corpus.mixes import ANNOTATES
+from .tokenization import Encoding
+
+#: The default prompt text; ``{types}`` is the requested types, joined by ", ".
+TEMPLATE = "Tag {types}"
+
+
+class TaskPrompt:
+    """Which types a window's prompt names, and its text.
+
+    types (Sequence[str]): every type the model tags (the prediction prompt names them all).
+    template (str): the prompt text, with ``{types}`` where the requested types go.
+    """
+
+    def __init__(self, *, types: Sequence[str], template: str = TEMPLATE) -> None:
+        if not types or any(not isinstance(t, str) or not t.strip() for t in types):
+            raise ValueError(f"task_prompt: `types` must list the entity types the model tags, got {list(types)!r}")
+        if "{types}" not in template:
+            raise ValueError(f"task_prompt: the template needs a {{types}} placeholder, got {template!r}")
+        self.types = list(dict.fromkeys(types))
+        self.template = template
+        self._extra: Dict[int, int] = {}
+
+    def text(self, types: Optional[Sequence[str]] = None) -> str:
+        """The prompt naming ``types`` (in the prompt's own order; None: every type).
+
+        types (Optional[Sequence[str]]): the requested types.
+        RETURNS (str): the prompt text.
+        """
+        asked = self.types if types is None else [t for t in self.types if t in set(types)]
+        return self.template.format(types=", ".join(asked))
+
+    def for_doc(self, doc: Doc, *, is_train: bool) -> str:
+        """The prompt for a window of ``doc``: its corpus's annotated types in training, every type otherwise.
+
+        doc (Doc): the window's document.
+        is_train (bool): a training pass (the only one that reads the Doc's annotated types).
+        RETURNS (str): the prompt text.
+        """
+        if not is_train:
+            return self.text()
+        annotated = doc.user_data.get(ANNOTATES)
+        if annotated is None:
+            return self.text()
+        asked = [t for t in self.types if t in set(annotated)]
+        if not asked:
+            raise ValueError(f"task_prompt: a training document annotates {sorted(annotated)}, none of the "
+                             f"prompt's types ({', '.join(self.types)}); list them in the task_prompt's `types`")
+        return self.text(asked)
+
+    def extra_subwords(self, tokenizer: Any) -> int:
+        """Subwords the longest prompt adds to a window, the pair's extra special tokens included.
+
+        tokenizer (PreTrainedTokenizerFast): the transformer's tokenizer.
+        RETURNS (int): what a window's budget must leave free.
+        """
+        if id(tokenizer) not in self._extra:
+            prompt = len(tokenizer(self.text(), add_special_tokens=False, verbose=False)["input_ids"])
+            self._extra = {id(tokenizer): prompt + tokenizer.num_special_tokens_to_add(pair=True)
+                           - tokenizer.num_special_tokens_to_add(pair=False)}
+        return self._extra[id(tokenizer)]
+
+
+def encode_pairs(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> List[Encoding]:
+    """Each ``(prompt, text)`` pair's unpadded encoding, the prompt's subwords given no offsets.
+
+    tokenizer (PreTrainedTokenizerFast): a fast tokenizer (offsets and sequence ids are needed).
+    prompts (Sequence[str]): one prompt per text.
+    texts (Sequence[str]): window texts.
+    RETURNS (List[Encoding]): (ids, token types or None, offsets (n, 2)) per pair; offsets are the
+        text's characters for its subwords and (0, 0) for the prompt's and special subwords.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
+    if len(prompts) != len(texts):
+        raise ValueError(f"task prompts: {len(prompts)} prompts for {len(texts)} texts")
+    if not texts:
+        return []
+    data = tokenizer(list(prompts), list(texts), add_special_tokens=True, return_attention_mask=False,
+                     return_offsets_mapping=True, return_token_type_ids=None, padding=False, verbose=False)
+    types = data.get("token_type_ids")
+    out: List[Encoding] = []
+    for k in range(len(texts)):
+        ids = numpy.asarray(data["input_ids"][k], dtype="int32")
+        offsets = numpy.asarray(data["offset_mapping"][k], dtype="int32").reshape(-1, 2)
+        text_part = numpy.asarray([s == 1 for s in data.sequence_ids(k)], dtype=bool)
+        offsets[~text_part] = 0
+        type_ids = numpy.asarray(types[k], dtype="int8") if types is not None else None
+        out.append((ids, type_ids, offsets))
+    return out
+
+
+def prompted_batch(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str], *,
+                   cache: Any = None) -> Dict[str, Any]:
+    """The padded batch of ``(prompt, text)`` pairs, as ``huggingface_tokenize`` returns single texts.
+
+    tokenizer (PreTrainedTokenizerFast): the transformer's tokenizer.
+    prompts (Sequence[str]): one prompt per text.
+    texts (Sequence[str]): window texts.
+    cache (Optional[TokenizationCache]): remembers each pair's encoding (training).
+    RETURNS (Dict[str, Any]): ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the tokenizer
+        returns them), ``offset_mapping``, ``input_texts``, ``pad_token``.
+    """
+    from .tokenization import pad_batch
+
+    if cache is not None:
+        return cache(tokenizer, texts, prompts=prompts)
+    if tokenizer.pad_token is None:
+        raise ValueError("the tokenizer has no pad token: set one in [components.transformer.model.tokenizer_config]")
+    return pad_batch(tokenizer, encode_pairs(tokenizer, prompts, texts))
+
+
+@registry.misc("spacy_bioner.task_prompt.v1")
+def configure_task_prompt(types: List[str], template: str = TEMPLATE) -> TaskPrompt:
+    """A task prompt for ``spacy_bioner.TransformerModel.v5``.
+
+    types (List[str]): every type the model tags, in the order the prompt names them.
+    template (str): the prompt text with a ``{types}`` placeholder (default ``"Tag {types}"``).
+    """
+    return TaskPrompt(types=types, template=template)

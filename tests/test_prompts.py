@@ -1,0 +1,201 @@
+"""Task prompts (``--partial-labels prompt``): ``spacy_bioner.TransformerModel.v5`` reads the types to tag
+before every window; the prompt's subwords never align to a token, windows keep it, a saved pipeline keeps it."""
+from types import SimpleNamespace
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import load_model_from_config
+from transformers import AutoTokenizer
+
+from spacy_bioner.corpus.mixes import ANNOTATES
+from spacy_bioner.errors import ConfigValueError
+from spacy_bioner.models.prompts import TaskPrompt, encode_pairs, prompted_batch
+from spacy_bioner.models.spans import SubwordWindows
+from spacy_bioner.models.tokenization import TokenizationCache, encode
+from spacy_bioner.training.config import build_config, fit_schedule
+
+from .conftest import PROJECT
+
+TYPES = ["Gene", "Chemical", "Disease"]
+TEXTS = ["BRCA1 mutations cause breast cancer .", "Ataxia-telangiectasia", "a  b\tc é ünïcode"]
+TOKENIZER_CONFIG = {"roberta": {"add_prefix_space": True}}
+
+
+def tokenizer(tiny, family):
+    return AutoTokenizer.from_pretrained(str(tiny[family]), **TOKENIZER_CONFIG.get(family, {}))
+
+
+def test_prompt_text_and_choice():
+    prompt = TaskPrompt(types=TYPES)
+    assert prompt.text() == "Tag Gene, Chemical, Disease"
+    assert prompt.text(["Disease", "Gene"]) == "Tag Gene, Disease"  # the prompt's own order
+    doc = Doc(spacy.blank("en").vocab, words=["BRCA1"])
+    assert prompt.for_doc(doc, is_train=True) == prompt.text()  # not from a mix: every type
+    doc.user_data[ANNOTATES] = ["Disease"]
+    assert prompt.for_doc(doc, is_train=True) == "Tag Disease"
+    assert prompt.for_doc(doc, is_train=False) == prompt.text()  # prediction always asks for every type
+    doc.user_data[ANNOTATES] = ["Species"]
+    with pytest.raises(ValueError, match="none of the prompt's types"):
+        prompt.for_doc(doc, is_train=True)
+    with pytest.raises(ValueError, match="placeholder"):
+        TaskPrompt(types=TYPES, template="Tag these")
+    with pytest.raises(ValueError, match="types"):
+        TaskPrompt(types=[])
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta"])
+def test_prompt_subwords_have_no_offsets_and_the_text_is_encoded_as_alone(tiny, family):
+    tok = tokenizer(tiny, family)
+    prompts = ["Tag Gene, Disease"] * len(TEXTS)
+    pairs = encode_pairs(tok, prompts, TEXTS)
+    alone = encode(tok, TEXTS)
+    prompt_ids = tok(prompts[0], add_special_tokens=False)["input_ids"]
+    for text, (ids, _, offsets) in zip(TEXTS, pairs):
+        ids_1, _, offsets_1 = alone[text]
+        with_chars = offsets[:, 1] > offsets[:, 0]
+        # the text's subwords: the same ids and character offsets as the text encoded alone
+        assert ids[with_chars].tolist() == ids_1[offsets_1[:, 1] > offsets_1[:, 0]].tolist()
+        assert offsets[with_chars].tolist() == offsets_1[offsets_1[:, 1] > offsets_1[:, 0]].tolist()
+        # the prompt's subwords are in the input, before the text, and carry no characters
+        assert ids[1:1 + len(prompt_ids)].tolist() == prompt_ids
+        assert not with_chars[:1 + len(prompt_ids)].any()
+        assert len(ids) == len(ids_1) + len(prompt_ids) + TaskPrompt(types=TYPES).extra_subwords(tok) \
+            - len(tok(TaskPrompt(types=TYPES).text(), add_special_tokens=False)["input_ids"])
+
+
+def test_the_cache_gives_the_prompted_batch(tiny):
+    tok = tokenizer(tiny, "bert")
+    cache = TokenizationCache()
+    prompts = ["Tag Gene", "Tag Disease", "Tag Gene"]
+    texts = [TEXTS[0], TEXTS[0], TEXTS[0]]  # the same text under two prompts: two entries
+    for _ in range(2):
+        a, b = prompted_batch(tok, prompts, texts, cache=cache), prompted_batch(tok, prompts, texts)
+        for key in a:
+            assert (numpy.asarray(a[key]) == numpy.asarray(b[key])).all(), key
+    assert (cache.misses, cache.hits, len(cache)) == (2, 4, 2)
+    plain = cache(tok, texts)  # the same text without a prompt is another entry
+    assert plain["input_ids"].shape[1] < a["input_ids"].shape[1] and len(cache) == 3
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_windows_leave_room_for_the_longest_prompt(tiny, family):
+    tok = tokenizer(tiny, family)
+    tok.model_max_length = 40
+    prompt = TaskPrompt(types=TYPES)
+    getter = SubwordWindows(window=40, stride=24)
+    getter.bind(SimpleNamespace(tokenizer=tok, attrs={"task_prompt": prompt}))
+    doc = spacy.blank("en")("BRCA1 mutations cause hereditary breast cancer and ovarian carcinoma . " * 12)
+    windows = getter([doc])[0]
+    assert len(windows) > 3
+    covered = set()
+    for span in windows:
+        n = len(tok(prompt.text(), span.text, verbose=False)["input_ids"])
+        assert n <= 40, f"window of {n} subwords with its prompt"
+        covered.update(range(span.start, span.end))
+    assert covered == set(range(len(doc)))
+
+
+def make(tiny, train_file, tmp_path=None, window=512):
+    spacy.util.fix_random_seed(0)
+    config, _ = fit_schedule(build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", overrides={
+        "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
+        "training.max_steps": 20, "components.transformer.model.@architectures": "spacy_bioner.TransformerModel.v5",
+        "components.transformer.model.get_spans.window": window,
+        "components.transformer.model.get_spans.stride": window * 3 // 4}))
+    config["components"]["transformer"]["model"]["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v1",
+                                                                  "types": ["Gene", "Disease"]}
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    from spacy_bioner.corpus.conll import read_docs
+
+    examples = []
+    for k, d in enumerate(read_docs(train_file, vocab=nlp.vocab)):
+        predicted = Doc(nlp.vocab, words=[t.text for t in d])
+        if k == 0:  # a "disease-only corpus" sentence
+            predicted.user_data[ANNOTATES] = d.user_data[ANNOTATES] = ["Disease"]
+        examples.append(Example(predicted, d))
+    return nlp, examples
+
+
+def rows_and_alignment(nlp, text):
+    """The transformer's input rows (subword strings), the subwords the tokens align to, and the row width."""
+    doc = nlp.make_doc(text)
+    batch = nlp.get_pipe("transformer").model.predict([doc])
+    strings = batch.wordpieces.strings
+    return strings, numpy.asarray(batch.align.dataXd).reshape(-1).tolist(), batch.wordpieces.input_ids.shape[1]
+
+
+def test_prompted_pipeline_trains_predicts_and_survives_save_load(tiny, train_file, tmp_path):
+    nlp, examples = make(tiny, train_file)
+    seen = []
+    from spacy_bioner.models import prompts as prompts_module
+
+    real = prompts_module.prompted_batch
+
+    def spy(tok, prompts, texts, **kwargs):
+        seen.append(list(prompts))
+        return real(tok, prompts, texts, **kwargs)
+
+    prompts_module.prompted_batch = spy
+    try:
+        optimizer = nlp.initialize(lambda: examples)
+        for _ in range(3):
+            nlp.update(examples, sgd=optimizer, drop=0.0, losses={})
+    finally:
+        prompts_module.prompted_batch = real
+    assert ["Tag Disease", "Tag Gene, Disease"] in seen  # training: each Example's corpus types
+    text = "BRCA1 mutations cause hereditary breast cancer ."
+    doc = nlp(text)
+    strings, aligned, width = rows_and_alignment(nlp, text)
+    tok = nlp.get_pipe("transformer").model.tokenizer
+    expected = ["[CLS]", *tok.tokenize("Tag Gene, Disease"), "[SEP]"]  # prediction asks for every type
+    assert strings[0][:len(expected)] == expected
+    prompt_end = len(expected) - 1
+    assert all(i % width > prompt_end for i in aligned)  # no token aligns to the prompt or its [SEP]
+    assert doc.text == text and all(0 <= e.start < e.end <= len(doc) for e in doc.ents)
+    empty = nlp("")
+    assert len(empty) == 0 and not empty.ents
+    before = [(e.start, e.end, e.label_) for d in nlp.pipe([text, "TP53 is mutated in ovarian carcinoma ."])
+              for e in d.ents]
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert loaded.get_pipe("transformer").model.attrs["task_prompt"].types == ["Gene", "Disease"]
+    after = [(e.start, e.end, e.label_) for d in loaded.pipe([text, "TP53 is mutated in ovarian carcinoma ."])
+             for e in d.ents]
+    assert after == before
+    assert rows_and_alignment(loaded, text)[0] == strings
+
+
+def test_long_documents_keep_the_prompt_in_every_window(tiny, train_file):
+    nlp, examples = make(tiny, train_file, window=32)
+    nlp.initialize(lambda: examples)
+    text = "BRCA1 mutations cause hereditary breast cancer and ovarian carcinoma . " * 20
+    strings, aligned, width = rows_and_alignment(nlp, text)
+    assert len(nlp(text).ents) >= 0
+    assert len(strings) > 4
+    prompt = strings[0][:strings[0].index("[SEP]") + 1]
+    for row in strings:
+        assert row[:len(prompt)] == prompt and len([s for s in row if s != "[PAD]"]) <= 32
+    assert sorted({i % width for i in aligned})[0] >= len(prompt)
+
+
+def test_prompt_config_needs_a_mix_and_an_encoder():
+    with pytest.raises(ConfigValueError, match="needs a corpus mix"):
+        build_config("transformer", head="tagger", partial_labels="prompt")
+    with pytest.raises(ConfigValueError, match="encoder backbone"):
+        build_config("tok2vec", head="tagger", mix="huner", partial_labels="prompt")
+    config = build_config("transformer", head="tagger", mix="huner-disease", partial_labels="prompt")
+    model = config["components"]["transformer"]["model"]
+    assert model["@architectures"] == "spacy_bioner.TransformerModel.v5"
+    assert model["task_prompt"]["types"] == ["Disease"]
+    assert config["components"]["bioner_tagger"]["partial_labels"] == "naive"  # the prompt says what is O
+
+
+def test_task_prompt_is_rejected_without_fast_alignment():
+    from spacy_bioner.models.transformer import transformer_model
+    from spacy_bioner.models.spans import configure_subword_windows
+
+    with pytest.raises(ValueError, match="fast_alignment"):
+        transformer_model("x", configure_subword_windows(), task_prompt=TaskPrompt(types=TYPES))
