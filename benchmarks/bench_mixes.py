@@ -1,4 +1,4 @@
-"""One model from many corpora: naive vs partial labels, all-in-one vs single-corpus, in-corpus and cross-corpus.
+"""One model from many corpora: naive vs partial labels vs task prompts, all-in-one vs single-corpus, in-corpus and cross-corpus.
 
     python benchmarks/bench_mixes.py --steps 3000 --json benchmarks/results/bench_mixes.json
     python benchmarks/bench_mixes.py --steps 4 --limit 20 --dev-limit 10 --test-limit 20 --rows all/naive \
@@ -10,7 +10,8 @@ checkpoint, scored with ``spacy-bioner evaluate MODEL MIX.yml`` (each corpus's
 test split on the types it annotates; strict F1 with its bootstrap interval and
 lenient F1) and on ``huner-heldout`` (BioNLP13CG, CRAFT: corpora no row trained on):
 
-* ``all/naive``, ``all/partial``: the all-in-one tagger on the ``huner`` mix;
+* ``all/naive``, ``all/partial``, ``all/prompt``: the all-in-one tagger on the ``huner`` mix, each way
+  of learning from partially annotated corpora (``--partial-labels``);
 * ``type/<Type>``: one tagger per type on ``huner-<type>`` (``partial``);
 * ``single/<corpus>``: one tagger per corpus of ``huner``, on that corpus alone.
 
@@ -54,8 +55,7 @@ def plan(args) -> List[Dict[str, Any]]:
     sys.path.insert(0, str(PROJECT))
     from spacy_bioner.corpus.mixes import load_mix
 
-    rows = [{"id": "all/naive", "mix": "huner", "partial": "naive"},
-            {"id": "all/partial", "mix": "huner", "partial": "partial"}]
+    rows = [{"id": f"all/{mode}", "mix": "huner", "partial": mode} for mode in ("naive", "partial", "prompt")]
     rows += [{"id": f"type/{t}", "mix": f"huner-{t.lower()}", "partial": "partial"} for t in TYPES]
     mix = load_mix("huner", corpora_dir=args.corpora_dir)
     rows += [{"id": f"single/{c.name}", "mix": "huner", "partial": "naive", "corpora": [c.name]} for c in mix.corpora]
@@ -94,6 +94,7 @@ def train_and_score(row: Dict[str, Any], args) -> Dict[str, Any]:
         scores["heldout" if mix == "huner-heldout" else "in_corpus"] = json.loads(path.read_text(encoding="utf8"))
     result = {**row, "steps": record["steps"], "epochs": record["epochs"], "dev_f": record["dev_scores"].get("ents_f"),
               "train_seconds": record["train_seconds"], "peak_rss_mib": record["peak_rss_mib"],
+              "macro_strict": scores["in_corpus"]["macro"]["strict"],
               "in_corpus": {name: slim(c) for name, c in scores["in_corpus"]["corpora"].items()},
               "heldout": {name: slim(c) for name, c in scores["heldout"]["corpora"].items()},
               "model": str(model), "wall_seconds": time.perf_counter() - began, "settings": settings(args)}
@@ -126,14 +127,19 @@ def pct(x: Optional[float]) -> str:
 def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
     out = [f"MiniLM ({args.backbone}), bioner_tagger, {args.steps} steps × {args.batch_size} sentences per row, "
            f"seed {args.seed}; F1 in %.", ""]
-    naive, partial = rows.get("all/naive"), rows.get("all/partial")
-    if naive or partial:
+    naive, partial, prompt = rows.get("all/naive"), rows.get("all/partial"), rows.get("all/prompt")
+    if naive or partial or prompt:
         out += ["### Partial annotation: all-in-one tagger, per type (macro strict F1 over the corpora annotating it)",
-                "", "| type | naive | partial | Δ |", "|---|---:|---:|---:|"]
-        for t in TYPES:
-            a = type_macro(naive, t) if naive else None
-            b = type_macro(partial, t) if partial else None
-            out.append(f"| {t} | {pct(a)} | {pct(b)} | {'' if a is None or b is None else f'{100 * (b - a):+.2f}'} |")
+                "", "| type | naive | partial | Δ | prompt | Δ |", "|---|---:|---:|---:|---:|---:|"]
+
+        def delta(a: Optional[float], b: Optional[float]) -> str:
+            return "" if a is None or b is None else f"{100 * (b - a):+.2f}"
+
+        for t in [*TYPES, None]:  # None: the macro over all corpora
+            a, b, c = (None if r is None else (type_macro(r, t) if t else r.get("macro_strict"))
+                       for r in (naive, partial, prompt))
+            out.append(f"| {t or 'all corpora (macro)'} | {pct(a)} | {pct(b)} | {delta(a, b)} | {pct(c)} | "
+                       f"{delta(a, c)} |")
         out.append("")
     singles = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("single/")}
     if singles and partial:

@@ -199,3 +199,28 @@ def test_task_prompt_is_rejected_without_fast_alignment():
 
     with pytest.raises(ValueError, match="fast_alignment"):
         transformer_model("x", configure_subword_windows(), task_prompt=TaskPrompt(types=TYPES))
+
+
+def test_prompted_pipeline_runs_on_onnx_and_refuses_hf_export(tiny, train_file, tmp_path):
+    from spacy_bioner.errors import ModelLoadError
+    from spacy_bioner.packaging.huggingface import export_hf
+
+    nlp, examples = make(tiny, train_file)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer, drop=0.0, losses={})
+    nlp.to_disk(tmp_path / "model")
+    with pytest.raises(ModelLoadError, match="task prompt"):
+        export_hf(tmp_path / "model", tmp_path / "hf")
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from spacy_bioner.models.onnx_runtime import use_onnx
+
+    texts = ["BRCA1 mutations cause hereditary breast cancer .", "TP53 is mutated in ovarian carcinoma ."]
+    loaded = spacy.load(tmp_path / "model")
+    torch_rows = [loaded.get_pipe("transformer").model.predict([loaded.make_doc(t)]) for t in texts]
+    use_onnx(loaded, cache_dir=tmp_path / "cache")
+    for text, expected in zip(texts, torch_rows):
+        got = loaded.get_pipe("transformer").model.predict([loaded.make_doc(text)])
+        assert got.wordpieces.strings == expected.wordpieces.strings  # the prompt is ours, before the runtime
+        numpy.testing.assert_allclose(got.model_output.last_hidden_state.detach().numpy(),
+                                      expected.model_output.last_hidden_state.detach().numpy(), atol=1e-4)

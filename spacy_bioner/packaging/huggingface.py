@@ -201,6 +201,11 @@ def export_hf(pipeline: Union[str, Path], output: Path, *, card: bool = True) ->
         raise ModelLoadError(f"{pipeline}: bioner_tagger pools subwords with {pooling!r}; a HF token classifier "
                              "scores each word by its first subword (train with pooling mode = \"first\")")
     trf = _transformer_of(nlp, why="export-hf")
+    prompt = trf.model.attrs.get("task_prompt")
+    if prompt is not None:
+        raise ModelLoadError(f"{pipeline}: the transformer reads a task prompt ({prompt.text()!r}) before every "
+                             "window, which a HF token classifier does not add; use the spaCy pipeline, or train "
+                             "with --partial-labels partial to export")
     module = trf.model.layers[0].shims[0]._model
     tokenizer = trf.model.tokenizer
     tags = list(tagger.tags)
