@@ -177,3 +177,54 @@ def test_package_a_failing_build_is_one_line_and_exit_1(tmp_path, monkeypatch, c
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     output = result.output.strip()
     assert expected in output and "Traceback" not in output and len(output.splitlines()) == 1, output
+
+
+MIX_RECORD = {"backbone": "tiny-bert", "steps": 40, "epochs": 0.5, "best_step": 40, "wall_seconds": 12.0,
+              "peak_rss_mib": 900.0, "dev_scores": {"ents_f": 0.5},
+              "config": {"components": {"transformer": {"model": {"task_prompt": {"types": ["Gene", "Disease"]}}},
+                                        "bioner_tagger": {"partial_labels": "naive"}}},
+              "mix": {"mix": "toy", "types": ["Gene", "Disease"], "temperature": 0.5, "corpora": [
+                  {"name": "GeneCorpus", "path": "../shared/corpora/MTL-BC2GM-IOB", "annotates": ["Gene"],
+                   "label_map": {"GENE": "Gene"}, "sentences": {"train": 10, "dev": 2, "test": 3}, "probability": 0.4},
+                  {"name": "JNLPBA", "path": "../shared/corpora/MTL-JNLPBA", "annotates": ["Gene"],
+                   "label_map": {"protein": "Gene", "cell_type": None}, "sentences": {"train": 5}, "probability": 0.6}]}}
+
+
+def mix_scores(f):
+    type_scores = {"strict": {"f": f}, "lenient": {"f": f + 0.05}, "support": 7}
+    corpus = {"types": ["Gene"], "strict": {"f": f}, "lenient": {"f": f + 0.05}, "n_gold": 7,
+              "bootstrap": {"low": f - 0.1, "high": f + 0.1}, "per_type": {"Gene": type_scores}}
+    return {"mix": "toy", "split": "test", "corpora": {"GeneCorpus": corpus}, "macro": {"strict": f, "lenient": f}}
+
+
+def test_a_mix_trained_pipeline_gets_a_card_with_the_mix_label_maps_and_scores(tmp_path):
+    from spacy_bioner.packaging.wheel import write_mix_card
+
+    run = tmp_path / "run"
+    (run / "model-best").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(MIX_RECORD), encoding="utf8")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "meta.json").write_text(json.dumps({"labels": {"bioner_tagger": ["Disease", "Gene"]}}), encoding="utf8")
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps(mix_scores(0.8123)), encoding="utf8")
+    card = write_mix_card(run / "model-best", stage, name="en_bioner_toy_tiny", version="0.1.0", scores=[scores])
+    assert card["partial_labels"] == "prompt" and card["entity_types"] == ["Disease", "Gene"]
+    readme = (stage / "README.md").read_text(encoding="utf8")
+    assert "# en_bioner_toy_tiny 0.1.0" in readme and "corpus mix **toy**" in readme
+    assert "protein → Gene, cell_type → dropped" in readme  # the label maps
+    assert "| GeneCorpus | Gene | 81.23 | 86.23 | 7 |" in readme  # every score, per corpus and type
+    meta = json.loads((stage / "meta.json").read_text(encoding="utf8"))
+    assert meta["bioner"]["mix"]["corpora"][1]["label_map"] == {"protein": "Gene", "cell_type": None}
+    assert meta["bioner"]["scores"][0]["macro"]["strict"] == 0.8123
+    assert meta["sources"][0]["url"].startswith("https://github.com/cambridgeltl")
+    # bad --scores input, and --scores for a pipeline not trained on a mix, are one-line errors
+    scores.write_text(json.dumps({"ents_f": 0.5}), encoding="utf8")
+    with pytest.raises(ConfigValueError, match="evaluate MODEL MIX.yml"):
+        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=[scores])
+    with pytest.raises(ConfigValueError, match="--scores"):
+        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=[tmp_path / "missing.json"])
+    (run / "run.json").write_text(json.dumps({"steps": 3}), encoding="utf8")
+    assert write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0") is None
+    with pytest.raises(ConfigValueError, match="not trained on a corpus mix"):
+        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=[scores])

@@ -1,5 +1,6 @@
 """``package``: a trained pipeline as a pip-installable wheel, with spacy-bioner's own wheel beside it."""
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 from wasabi import msg
@@ -15,8 +16,14 @@ def package_cli(
     version: str = typer.Option("0.1.0", "--version", help="Package version"),
     own_wheel: bool = typer.Option(True, "--own-wheel/--no-own-wheel",
                                    help="Also build spacy-bioner's wheel into the same dist folder"),
+    scores: Optional[List[Path]] = typer.Option(None, "--scores", help="A pipeline trained on a corpus mix: "
+                                                "`evaluate MODEL MIX.yml -o FILE` results for its model card "
+                                                "(repeat for in-corpus and held-out)"),
 ) -> None:
     """Package a pipeline with `spacy package --build wheel`, leaving training-only components out.
+
+    A pipeline trained on a corpus mix gets a model card (README.md and meta.json): the mix, its label maps
+    and the scores given with --scores.
 
     The model wheel requires spacy-bioner, which is not on the package index, so
     spacy-bioner's wheel is written into the same dist folder; install both with
@@ -25,10 +32,14 @@ def package_cli(
     from ..packaging.wheel import installed_torch_pin, package_pipeline
 
     with friendly_errors():
-        out = package_pipeline(model, packages_dir, name=name, version=version, own_wheel=own_wheel)
+        out = package_pipeline(model, packages_dir, name=name, version=version, own_wheel=own_wheel,
+                               scores=list(scores or []))
     if out["dropped"]:
         msg.info(f"Left out training-only components: {', '.join(out['dropped'])}")
     msg.good(f"Model wheel: {out['wheel']}")
+    if out["card"]:
+        msg.info(f"Model card: the mix {out['card']['mix']['mix']} ({len(out['card']['mix']['corpora'])} corpora) "
+                 f"and {len(out['card']['scores'])} score file(s)")
     if out["spacy_bioner_wheel"]:
         msg.good(f"spacy-bioner wheel: {out['spacy_bioner_wheel']}")
     else:

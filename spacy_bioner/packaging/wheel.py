@@ -11,9 +11,12 @@ into the same folder, and ``pip install --find-links packages/ packages/en_….w
 works on a machine that has only the package registry and that folder.
 
 :func:`package_pipeline` (``spacy-bioner package``, the demo's ``package`` step)
-does the same for any trained pipeline, without a card: both wheels land in
-``packages/<lang>_<name>-<version>/dist/``. Both leave training-only components
-(``bioner_adversarial``) out of the wheel.
+does the same for any trained pipeline: both wheels land in
+``packages/<lang>_<name>-<version>/dist/``. A pipeline trained on a corpus mix
+(its ``run.json``, beside ``model-best``, records the mix) gets a card too
+(:func:`mix_card`): the mix, each corpus's label map, annotated types and sizes,
+and every score of the ``evaluate MODEL MIX.yml`` results given with ``--scores``.
+Both leave training-only components (``bioner_adversarial``) out of the wheel.
 """
 import json
 import os
@@ -249,8 +252,131 @@ def install_command(dist: Path, package: str) -> str:
     return f"pip install --find-links {dist} {package}"
 
 
+def run_record_of(model: Path) -> Optional[Dict[str, Any]]:
+    """The ``run.json`` of the training run that wrote ``model`` (``model-best``/``model-last`` sit beside it)."""
+    path = model.parent / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf8"))
+    except ValueError:
+        return None
+
+
+def mix_card(record: Dict[str, Any], *, scores: List[Dict[str, Any]], labels: List[str]) -> Dict[str, Any]:
+    """The card of a pipeline trained on a corpus mix, as the ``bioner`` block of meta.json.
+
+    record (Dict[str, Any]): the training run's ``run.json`` (with its ``mix`` record).
+    scores (List[Dict[str, Any]]): results of ``spacy-bioner evaluate MODEL MIX.yml`` (in-corpus, held-out…).
+    labels (List[str]): the entity types the pipeline predicts.
+    RETURNS (Dict[str, Any]): ``mix`` (name, types, temperature, corpora with label maps, annotated types,
+        sentences per split, training probability), ``scores``, ``training`` and ``backbone``.
+    """
+    mix = record["mix"]
+    for result in scores:
+        if not isinstance(result, dict) or "corpora" not in result or "macro" not in result:
+            raise ConfigValueError("--scores: give the JSON that `spacy-bioner evaluate MODEL MIX.yml -o FILE` "
+                                   "writes (with `corpora` and `macro`)")
+    transformer = (record.get("config") or {}).get("components", {}).get("transformer", {})
+    prompt = (transformer.get("model") or {}).get("task_prompt") if isinstance(transformer, dict) else None
+    tagger = (record.get("config") or {}).get("components", {}).get("bioner_tagger", {})
+    return {
+        "entity_types": labels, "backbone": record.get("backbone"),
+        "partial_labels": "prompt" if prompt else (tagger.get("partial_labels") if isinstance(tagger, dict) else None),
+        "mix": {k: mix.get(k) for k in ("mix", "types", "temperature", "corpora")},
+        "scores": [{"mix": r.get("mix"), "split": r.get("split"), "macro": r["macro"],
+                    "corpora": r["corpora"]} for r in scores],
+        "training": {k: record.get(k) for k in ("steps", "epochs", "best_step", "wall_seconds",
+                                                "train_words_per_second", "peak_rss_mib")},
+        "dev": record.get("dev_scores"), "spacy_bioner_version": __version__,
+    }
+
+
+def mix_card_markdown(name: str, version: str, card: Dict[str, Any]) -> str:
+    """README.md of a mix-trained wheel: use, the mix and its label maps, every score."""
+    from ..evaluation.crosscorpus import mix_table
+
+    mix = card["mix"]
+    lines = [f"# {name} {version}", "",
+             f"One biomedical named-entity recognizer for **{', '.join(card['entity_types'])}**, trained with "
+             f"spacy-bioner on the corpus mix **{mix['mix']}** ({len(mix['corpora'])} corpora) with the backbone "
+             f"**{card['backbone']}** (partially annotated corpora: `{card.get('partial_labels') or 'naive'}`). "
+             "One pass tags every type.", "",
+             "## Install and use", "", "```bash",
+             "pip install torch   # first: the CPU or CUDA build you want (a bare `torch` may pull CUDA wheels)",
+             f"pip install --find-links . {name}   # from the folder with both wheels",
+             "```", "", "```python", "import spacy", f'nlp = spacy.load("{name}")',
+             'doc = nlp("BRCA1 mutations cause breast cancer in mice treated with tamoxifen.")',
+             "print([(e.text, e.label_) for e in doc.ents])", "```", "",
+             "## The mix", "",
+             f"Types: {', '.join(mix['types'])}; training draws corpus i with probability ∝ weight × size ** "
+             f"{mix.get('temperature')}. Each corpus's label map (source type → mix type; unlisted types are "
+             "dropped) and the types it annotates:", "",
+             "| corpus | label map | annotates | train / dev / test sentences | training probability |",
+             "|---|---|---|---|---:|"]
+    for c in mix["corpora"]:
+        mapping = ", ".join(f"{k} → {v or 'dropped'}" for k, v in (c.get("label_map") or {}).items())
+        sizes = c.get("sentences") or {}
+        lines.append(f"| {c['name']} | {mapping} | {', '.join(c.get('annotates') or [])} | "
+                     f"{' / '.join(str(sizes.get(s, '–')) for s in ('train', 'dev', 'test'))} | "
+                     f"{c.get('probability') or 0:.3f} |")
+    lines += ["", "## Scores", ""]
+    if not card["scores"]:
+        lines += ["No scores were given when this wheel was built (`spacy-bioner package --scores`).", ""]
+    for result in card["scores"]:
+        lines += ["#" + mix_table(result), ""]
+    tr = card["training"]
+    lines += ["## Training", "", f"{tr.get('steps')} steps ({tr.get('epochs')} epochs), best step "
+              f"{tr.get('best_step')}, {tr.get('wall_seconds') or 0:.0f} s, peak RSS {tr.get('peak_rss_mib') or 0:.0f} "
+              f"MiB; spacy-bioner {card['spacy_bioner_version']}.", "", "## Data and licence", "",
+              "The model inherits the terms of every corpus in the mix (see each corpus's source) and of its "
+              "backbone's weights.", ""]
+    return "\n".join(lines)
+
+
+def write_mix_card(model: Path, stage: Path, *, name: str, version: str,
+                   scores: Optional[List[Path]] = None) -> Optional[Dict[str, Any]]:
+    """Write the mix card into a staged pipeline (``meta.json`` ``bioner`` block and ``README.md``).
+
+    model (Path): the trained pipeline (its run's ``run.json`` is beside it).
+    stage (Path): the staged copy ``spacy package`` will build.
+    name (str): the package's full name (``en_…``).
+    version (str): the package version.
+    scores (Optional[List[Path]]): ``evaluate MODEL MIX.yml`` JSON files.
+    RETURNS (Optional[Dict[str, Any]]): the card; None when the run did not train on a mix.
+    """
+    record = run_record_of(model)
+    if not record or not record.get("mix"):
+        if scores:
+            raise ConfigValueError(f"--scores: {model} was not trained on a corpus mix (no `mix` in "
+                                   f"{model.parent / 'run.json'}); the card's scores are a mix's")
+        return None
+    results = []
+    for path in scores or []:
+        try:
+            results.append(json.loads(Path(path).read_text(encoding="utf8")))
+        except (OSError, ValueError) as err:
+            raise ConfigValueError(f"--scores {path}: {err}") from None
+    meta = json.loads((stage / "meta.json").read_text(encoding="utf8"))
+    labels = sorted({label for comp in (meta.get("labels") or {}).values() for label in comp
+                     if label in set(record["mix"].get("types") or [])}) or list(record["mix"].get("types") or [])
+    card = mix_card(record, scores=results, labels=labels)
+    meta["bioner"] = card
+    meta["description"] = (f"Biomedical NER ({', '.join(labels)}) from the corpus mix {record['mix'].get('mix')}, "
+                           f"backbone {card['backbone']}")
+    meta["sources"] = [{"name": c["name"], "url": corpus_url_of(str(c.get("path")))} for c in record["mix"]["corpora"]]
+    (stage / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf8")
+    (stage / "README.md").write_text(mix_card_markdown(name, version, card), encoding="utf8")
+    return card
+
+
+def corpus_url_of(path: str) -> str:
+    """The source of a corpus folder, when known (by its folder name)."""
+    return _lookup(CORPUS_URLS, Path(path).name) or ""
+
+
 def package_pipeline(model: Path, packages_dir: Path, *, name: str, version: str = "0.1.0",
-                     own_wheel: bool = True) -> Dict[str, Any]:
+                     own_wheel: bool = True, scores: Optional[List[Path]] = None) -> Dict[str, Any]:
     """A trained pipeline as a wheel, with spacy-bioner's own wheel beside it (``spacy-bioner package``).
 
     Runs ``spacy package --build wheel`` on a copy without training-only
@@ -264,8 +390,10 @@ def package_pipeline(model: Path, packages_dir: Path, *, name: str, version: str
     name (str): package name without the language prefix (lower case, digits, underscores).
     version (str): package version.
     own_wheel (bool): also build spacy-bioner's wheel into ``dist`` (only from a clone).
+    scores (Optional[List[Path]]): ``evaluate MODEL MIX.yml`` results for the card of a mix-trained pipeline.
     RETURNS (Dict[str, Any]): ``wheel``, ``spacy_bioner_wheel`` (None outside a clone),
-        ``package`` (the name to load), ``dist``, ``dropped`` (components left out) and ``install`` (the command).
+        ``package`` (the name to load), ``dist``, ``dropped`` (components left out), ``install`` (the command)
+        and ``card`` (the mix card, or None).
     """
     if not (model / "config.cfg").is_file():
         raise ModelLoadError(f"{model}: not a trained pipeline folder (no config.cfg); give e.g. "
@@ -279,13 +407,14 @@ def package_pipeline(model: Path, packages_dir: Path, *, name: str, version: str
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / full
         dropped = stage_pipeline(model, stage)
+        card = write_mix_card(model, stage, name=full, version=version, scores=scores)
         run_build([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name", name,
                    "--version", version, "--build", "wheel", "--force"], what="spacy package")
     dist = packages_dir / f"{full}-{version}" / "dist"
     wheel = built_wheel(dist, f"{full}-{version}-*.whl", what="spacy package")
     spacy_bioner_wheel = build_own_wheel(dist) if own_wheel else None
     return {"wheel": wheel, "spacy_bioner_wheel": spacy_bioner_wheel, "package": full, "dist": dist,
-            "dropped": dropped, "install": install_command(dist, full)}
+            "dropped": dropped, "install": install_command(dist, full), "card": card}
 
 
 def package_run(record: Dict[str, Any], packages_dir: Path, *, name: Optional[str] = None, version: str = "0.1.0",
