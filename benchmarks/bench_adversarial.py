@@ -254,7 +254,7 @@ def run_train(args) -> None:
         save(args.json, args, rows)
     lines = summarise(list(rows.values()))
     text = table(lines, f"{args.backbone}, up to {args.epochs} epochs × {args.batch_size} sentences, best dev checkpoint; "
-                        f"means over seeds {', '.join(map(str, args.seeds))}; test F1 (%), noisy and attacked "
+                        f"means over seeds {', '.join(map(str, sorted({r['seed'] for r in rows.values()})))}; test F1 (%), noisy and attacked "
                         f"(FGSM ε {args.attack} relative) with their change from clean")
     notes = verdict(lines)
     print("\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes))
