@@ -44,6 +44,8 @@ PUBLISHED = {("CRAFT", "Chemical"): (59.83, 42.99, 35.73), ("CRAFT", "Gene"): (7
              ("CRAFT", "Species"): (85.04, 84.45, 54.21), ("BioNLP13CG", "Chemical"): (81.82, 67.37, 58.43),
              ("BioNLP13CG", "Disease"): (65.07, 55.32, 56.48), ("BioNLP13CG", "Gene"): (87.71, 71.22, 66.18),
              ("BioNLP13CG", "Species"): (76.41, 67.84, 57.11)}
+#: The poster's per-type F1 (BioBERT-base on the combined HUNER corpora) and HunFlair's average (references.md §1).
+POSTER = {"CellLine": (69.7, 80.6), "Disease": (82.8, 86.5), "Species": (79.9, 87.0)}
 
 
 def settings(args) -> Dict[str, Any]:
@@ -153,6 +155,20 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
                        f"{pct(mine['high'])}) | {pct(shared['strict'])} ({pct(shared['low'])}–{pct(shared['high'])}) | "
                        f"{100 * (shared['strict'] - mine['strict']):+.2f} |")
         out.append("")
+    per_type_rows = {t: rows.get(f"type/{t}") for t in TYPES}
+    if any(per_type_rows.values()):
+        out += ["### The poster's table: per-type models, macro strict F1 over the corpora of each type", "",
+                "| type | per-type model (ours) | all-in-one (partial) | poster (BioBERT-base) | HunFlair average |",
+                "|---|---:|---:|---:|---:|"]
+        for t in TYPES:
+            row = per_type_rows[t]
+            ours = type_macro(row, t) if row else None
+            shared = type_macro(partial, t) if partial else None
+            poster, hunflair = POSTER.get(t, (None, None))
+            out.append(f"| {t} | {pct(ours)} | {pct(shared)} | {'–' if poster is None else f'{poster:.1f}'} | "
+                       f"{'–' if hunflair is None else f'{hunflair:.1f}'} |")
+        out += ["", "(The poster and HunFlair used other backbones, budgets and corpus versions: context, "
+                "not a like-for-like comparison.)", ""]
     out += ["### Cross-corpus: held-out BioNLP13CG and CRAFT, lenient (strict) F1", "",
             "| corpus | type | all-in-one | per-type | best single-corpus | HunFlair | HUNER | scispaCy |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -173,6 +189,52 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
                        + " | ".join(f"{v:.2f}" if published else "–" for v in (published or (None,) * 3)) + " |")
     out.append("")
     return "\n".join(out)
+
+
+def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> List[str]:
+    """The issue's goals, each as a line saying whether this run met it (``–`` where a row is missing)."""
+    out = []
+    naive = rows.get("all/naive")
+    for mode in ("partial", "prompt"):
+        row = rows.get(f"all/{mode}")
+        if not naive or not row:
+            out.append(f"{mode} ≥ naive + 10 F1 where naive collapses, and ≥ naive overall: –")
+            continue
+        per = {t: (type_macro(naive, t), type_macro(row, t)) for t in TYPES}
+        per = {t: (a, b) for t, (a, b) in per.items() if a is not None and b is not None}
+        worst = min(per, key=lambda t: per[t][0]) if per else None  # the type naive merging hurts most
+        gain = per[worst][1] - per[worst][0] if worst else None
+        overall = row["macro_strict"] - naive["macro_strict"]
+        met = gain is not None and gain >= 0.10 and overall >= 0
+        out.append(f"{mode} vs naive: {worst} (naive's weakest type) {100 * (gain or 0):+.2f} F1, overall "
+                   f"{100 * overall:+.2f}: {'met' if met else 'not met'}")
+    partial = rows.get("all/partial")
+    singles = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("single/")}
+    if partial and singles:
+        lost = []
+        for name, s in singles.items():
+            mine, shared = s["in_corpus"].get(name), partial["in_corpus"].get(name)
+            if mine and shared and shared["strict"] < mine["strict"] - 0.01 and shared["high"] < mine["low"]:
+                lost.append(name)
+        out.append(f"all-in-one within 1 F1 (or overlapping CIs) of each single-corpus model: "
+                   f"{'met' if not lost else 'not met (' + ', '.join(lost) + ')'}")
+        gains = []
+        for corpus in ("BioNLP13CG", "CRAFT"):
+            for t in TYPES:
+                mine = partial["heldout"].get(corpus, {}).get("per_type", {}).get(t)
+                best = [s["heldout"].get(corpus, {}).get("per_type", {}).get(t, {}).get("lenient") for s in singles.values()
+                        if t in sum((c["types"] for c in s["in_corpus"].values()), [])]
+                best = [b for b in best if b is not None]
+                if mine and best:
+                    gains.append(mine["lenient"] - max(best))
+        if gains:
+            mean = statistics.fmean(gains)
+            out.append(f"cross-corpus: all-in-one vs the best single-corpus model of each type, mean lenient "
+                       f"{100 * mean:+.2f} F1: {'met' if mean >= 0.05 else 'not met'} (goal +5)")
+    if speed:
+        out.append(f"throughput: all-in-one {speed['speed_up']:.2f}× five per-type pipelines: "
+                   f"{'met' if speed['speed_up'] >= 4 else 'not met'} (goal 4×)")
+    return out
 
 
 def throughput(rows: Dict[str, Dict[str, Any]], args) -> Optional[Dict[str, Any]]:
@@ -238,8 +300,10 @@ def main() -> None:
         text += (f"\nThroughput over {speed['docs']} test documents: all-in-one "
                  f"{speed['docs_per_second']['all-in-one']:.1f} docs/s, five per-type pipelines "
                  f"{speed['docs_per_second']['five per-type']:.1f} docs/s ({speed['speed_up']:.2f}×).\n")
+    verdict = goals(done, speed)
+    text += "\n### Goals\n\n" + "\n".join(f"- {line}" for line in verdict) + "\n"
     print(text)
-    save(markdown=text, throughput=speed)
+    save(markdown=text, throughput=speed, goals=verdict)
 
 
 if __name__ == "__main__":
