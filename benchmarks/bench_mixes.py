@@ -204,10 +204,11 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
         per = {t: (a, b) for t, (a, b) in per.items() if a is not None and b is not None}
         worst = min(per, key=lambda t: per[t][0]) if per else None  # the type naive merging hurts most
         gain = per[worst][1] - per[worst][0] if worst else None
-        overall = row["macro_strict"] - naive["macro_strict"]
-        met = gain is not None and gain >= 0.10 and overall >= 0
+        a, b = naive.get("macro_strict"), row.get("macro_strict")
+        overall = None if a is None or b is None else b - a
+        met = gain is not None and gain >= 0.10 and overall is not None and overall >= 0
         out.append(f"{mode} vs naive: {worst} (naive's weakest type) {100 * (gain or 0):+.2f} F1, overall "
-                   f"{100 * overall:+.2f}: {'met' if met else 'not met'}")
+                   f"{'–' if overall is None else f'{100 * overall:+.2f}'}: {'met' if met else 'not met'}")
     partial = rows.get("all/partial")
     singles = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("single/")}
     if partial and singles:

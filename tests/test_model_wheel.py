@@ -181,8 +181,8 @@ def test_package_a_failing_build_is_one_line_and_exit_1(tmp_path, monkeypatch, c
 
 MIX_RECORD = {"backbone": "tiny-bert", "steps": 40, "epochs": 0.5, "best_step": 40, "wall_seconds": 12.0,
               "peak_rss_mib": 900.0, "dev_scores": {"ents_f": 0.5},
-              "config": {"components": {"transformer": {"model": {"task_prompt": {"types": ["Gene", "Disease"]}}},
-                                        "bioner_tagger": {"partial_labels": "naive"}}},
+              "config": {"components": {"transformer": {"source": "training/earlier/model-best"},  # --init-from
+                                        "bioner_tagger": {"source": "training/earlier/model-best"}}},
               "mix": {"mix": "toy", "types": ["Gene", "Disease"], "temperature": 0.5, "corpora": [
                   {"name": "GeneCorpus", "path": "../shared/corpora/MTL-BC2GM-IOB", "annotates": ["Gene"],
                    "label_map": {"GENE": "Gene"}, "sentences": {"train": 10, "dev": 2, "test": 3}, "probability": 0.4},
@@ -198,7 +198,7 @@ def mix_scores(f):
 
 
 def test_a_mix_trained_pipeline_gets_a_card_with_the_mix_label_maps_and_scores(tmp_path):
-    from spacy_bioner.packaging.wheel import write_mix_card
+    from spacy_bioner.packaging.wheel import read_scores, write_mix_card
 
     run = tmp_path / "run"
     (run / "model-best").mkdir(parents=True)
@@ -206,25 +206,36 @@ def test_a_mix_trained_pipeline_gets_a_card_with_the_mix_label_maps_and_scores(t
     stage = tmp_path / "stage"
     stage.mkdir()
     (stage / "meta.json").write_text(json.dumps({"labels": {"bioner_tagger": ["Disease", "Gene"]}}), encoding="utf8")
+    # how it was trained comes from the packaged pipeline's own config (an --init-from run records `source` blocks)
+    (stage / "config.cfg").write_text('[paths]\nbackbone = "org/tiny-bert"\n\n[components]\n\n[components.transformer]\n\n'
+                                      '[components.transformer.model]\n'
+                                      '@architectures = "spacy_bioner.TransformerModel.v5"\n\n'
+                                      '[components.transformer.model.task_prompt]\ntypes = ["Gene","Disease"]\n',
+                                      encoding="utf8")
     scores = tmp_path / "scores.json"
-    scores.write_text(json.dumps(mix_scores(0.8123)), encoding="utf8")
-    card = write_mix_card(run / "model-best", stage, name="en_bioner_toy_tiny", version="0.1.0", scores=[scores])
+    scores.write_text(json.dumps({**mix_scores(0.8123), "corpora": {"GeneCorpus": {
+        **mix_scores(0.8123)["corpora"]["GeneCorpus"], "path": "/home/me/corpora/BC2GM"}}}), encoding="utf8")
+    card = write_mix_card(run / "model-best", stage, name="en_bioner_toy_tiny", version="0.1.0",
+                          scores=read_scores([scores]))
     assert card["partial_labels"] == "prompt" and card["entity_types"] == ["Disease", "Gene"]
+    assert card["backbone"] == "org/tiny-bert"
     readme = (stage / "README.md").read_text(encoding="utf8")
     assert "# en_bioner_toy_tiny 0.1.0" in readme and "corpus mix **toy**" in readme
     assert "protein → Gene, cell_type → dropped" in readme  # the label maps
     assert "| GeneCorpus | Gene | 81.23 | 86.23 | 7 |" in readme  # every score, per corpus and type
+    assert "### toy (test splits)" in readme and "/home/me" not in json.dumps(card)  # no local paths shipped
     meta = json.loads((stage / "meta.json").read_text(encoding="utf8"))
     assert meta["bioner"]["mix"]["corpora"][1]["label_map"] == {"protein": "Gene", "cell_type": None}
     assert meta["bioner"]["scores"][0]["macro"]["strict"] == 0.8123
     assert meta["sources"][0]["url"].startswith("https://github.com/cambridgeltl")
     # bad --scores input, and --scores for a pipeline not trained on a mix, are one-line errors
+    good = read_scores([scores])
     scores.write_text(json.dumps({"ents_f": 0.5}), encoding="utf8")
     with pytest.raises(ConfigValueError, match="evaluate MODEL MIX.yml"):
-        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=[scores])
+        read_scores([scores])
     with pytest.raises(ConfigValueError, match="--scores"):
-        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=[tmp_path / "missing.json"])
+        read_scores([tmp_path / "missing.json"])
     (run / "run.json").write_text(json.dumps({"steps": 3}), encoding="utf8")
     assert write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0") is None
     with pytest.raises(ConfigValueError, match="not trained on a corpus mix"):
-        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=[scores])
+        write_mix_card(run / "model-best", stage, name="en_x", version="0.1.0", scores=good)

@@ -40,8 +40,11 @@ def test_prompt_text_and_choice():
     doc.user_data[ANNOTATES] = ["Species"]
     with pytest.raises(ValueError, match="none of the prompt's types"):
         prompt.for_doc(doc, is_train=True)
-    with pytest.raises(ValueError, match="placeholder"):
+    with pytest.raises(ConfigValueError, match="placeholder"):
         TaskPrompt(types=TYPES, template="Tag these")
+    with pytest.raises(ConfigValueError, match="braces"):
+        TaskPrompt(types=TYPES, template="Tag {types} in {section}")
+    assert TaskPrompt(types=["Gene"], template="{{Tag}} {types}").text() == "{Tag} Gene"
     with pytest.raises(ValueError, match="types"):
         TaskPrompt(types=[])
 
@@ -157,15 +160,21 @@ def test_prompted_pipeline_trains_predicts_and_survives_save_load(tiny, train_fi
     assert doc.text == text and all(0 <= e.start < e.end <= len(doc) for e in doc.ents)
     empty = nlp("")
     assert len(empty) == 0 and not empty.ents
-    before = [(e.start, e.end, e.label_) for d in nlp.pipe([text, "TP53 is mutated in ovarian carcinoma ."])
-              for e in d.ents]
+    def hidden(pipeline):
+        return pipeline.get_pipe("transformer").model.predict([pipeline.make_doc(text)]) \
+            .model_output.last_hidden_state.detach().numpy()
+
+    def tag_scores(pipeline):
+        doc = pipeline.get_pipe("transformer")(pipeline.make_doc(text))
+        return numpy.asarray(pipeline.get_pipe("bioner_tagger").model.predict([doc])[0])
+
+    before_hidden, before_scores = hidden(nlp), tag_scores(nlp)
     nlp.to_disk(tmp_path / "model")
     loaded = spacy.load(tmp_path / "model")
     assert loaded.get_pipe("transformer").model.attrs["task_prompt"].types == ["Gene", "Disease"]
-    after = [(e.start, e.end, e.label_) for d in loaded.pipe([text, "TP53 is mutated in ovarian carcinoma ."])
-             for e in d.ents]
-    assert after == before
-    assert rows_and_alignment(loaded, text)[0] == strings
+    assert rows_and_alignment(loaded, text)[0] == strings  # the same prompted input
+    numpy.testing.assert_allclose(hidden(loaded), before_hidden, atol=1e-5)
+    numpy.testing.assert_allclose(tag_scores(loaded), before_scores, atol=1e-5)
 
 
 def test_long_documents_keep_the_prompt_in_every_window(tiny, train_file):
@@ -173,12 +182,77 @@ def test_long_documents_keep_the_prompt_in_every_window(tiny, train_file):
     nlp.initialize(lambda: examples)
     text = "BRCA1 mutations cause hereditary breast cancer and ovarian carcinoma . " * 20
     strings, aligned, width = rows_and_alignment(nlp, text)
-    assert len(nlp(text).ents) >= 0
     assert len(strings) > 4
     prompt = strings[0][:strings[0].index("[SEP]") + 1]
     for row in strings:
         assert row[:len(prompt)] == prompt and len([s for s in row if s != "[PAD]"]) <= 32
     assert sorted({i % width for i in aligned})[0] >= len(prompt)
+
+
+def test_a_prompt_longer_than_the_window_is_a_config_error(tiny):
+    tok = tokenizer(tiny, "bert")
+    getter = SubwordWindows(window=8, stride=4)
+    getter.bind(SimpleNamespace(tokenizer=tok, attrs={"task_prompt": TaskPrompt(types=TYPES)}))
+    with pytest.raises(ConfigValueError, match="leaving no room for text"):
+        getter([spacy.blank("en")("BRCA1 mutations")])
+
+
+def test_init_from_keeps_the_prompt_the_pipeline_was_trained_with(tiny, train_file, tmp_path):
+    from spacy_bioner.training.init_from import check_task_prompt
+
+    nlp, examples = make(tiny, train_file)
+    nlp.initialize(lambda: examples)
+    plain = {"components": {"transformer": {"model": {"@architectures": "spacy_bioner.TransformerModel.v4"}}}}
+    with pytest.raises(ConfigValueError, match="task prompt over Gene, Disease.*asks for no task prompt"):
+        check_task_prompt(plain, nlp, pipeline=tmp_path, sourced=["transformer"])
+    other = {"components": {"transformer": {"model": {"task_prompt": {"types": ["Gene", "Species"]}}}}}
+    with pytest.raises(ConfigValueError, match="Gene, Species"):
+        check_task_prompt(other, nlp, pipeline=tmp_path, sourced=["transformer"])
+    same = {"components": {"transformer": {"model": {"task_prompt": {"types": ["Gene", "Disease"]}}}}}
+    check_task_prompt(same, nlp, pipeline=tmp_path, sourced=["transformer"])
+    check_task_prompt(plain, nlp, pipeline=tmp_path, sourced=["bioner_tagger"])  # a fresh transformer: any prompt
+
+
+def test_the_test_time_attack_prompts_every_type_as_prediction_does(tiny, train_file):
+    from spacy_bioner.models import prompts as prompts_module
+    from spacy_bioner.pipeline.adversarial import attack, configure_fgsm_v2
+
+    nlp, examples = make(tiny, train_file)
+    nlp.initialize(lambda: examples)
+    assert examples[0].predicted.user_data[ANNOTATES] == ["Disease"]  # a mix's Example, as evaluate may pass it
+    seen = []
+    real = prompts_module.prompted_batch
+
+    def spy(tok, prompts, texts, **kwargs):
+        seen.extend(prompts)
+        return real(tok, prompts, texts, **kwargs)
+
+    prompts_module.prompted_batch = spy
+    try:
+        result = attack(nlp, examples, strategy=configure_fgsm_v2(), batch_size=len(examples))
+    finally:
+        prompts_module.prompted_batch = real
+    assert len(result["docs"]) == len(examples) and set(seen) == {"Tag Gene, Disease"}
+    assert examples[0].predicted.user_data[ANNOTATES] == ["Disease"]  # the caller's Examples are left alone
+
+
+def test_one_token_type_models_get_segment_zero(tiny, train_file, monkeypatch):
+    from spacy_bioner.models import prompts as prompts_module
+
+    nlp, examples = make(tiny, train_file)
+    nlp.initialize(lambda: examples)
+    real = prompts_module.prompted_batch
+
+    def as_bert(tok, prompts, texts, **kwargs):  # a real BERT tokenizer puts a pair's text in segment 1
+        batch = real(tok, prompts, texts, **kwargs)
+        return {**batch, "token_type_ids": numpy.ones_like(batch["input_ids"])}
+
+    monkeypatch.setattr(prompts_module, "prompted_batch", as_bert)
+    model = nlp.get_pipe("transformer").model
+    doc = nlp.make_doc("BRCA1 mutations cause breast cancer .")
+    assert model.predict([doc]).wordpieces.token_type_ids.min() == 1  # two token types: kept
+    model.layers[0].shims[0]._model.config.type_vocab_size = 1
+    assert model.predict([doc]).wordpieces.token_type_ids.max() == 0  # one token type: all segment 0
 
 
 def test_prompt_config_needs_a_mix_and_an_encoder():

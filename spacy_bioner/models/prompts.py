@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 
 from ..corpus.mixes import ANNOTATES
+from ..errors import ConfigValueError
 from .tokenization import Encoding
 
 #: The default prompt text; ``{types}`` is the requested types, joined by ", ".
@@ -37,9 +38,15 @@ class TaskPrompt:
 
     def __init__(self, *, types: Sequence[str], template: str = TEMPLATE) -> None:
         if not types or any(not isinstance(t, str) or not t.strip() for t in types):
-            raise ValueError(f"task_prompt: `types` must list the entity types the model tags, got {list(types)!r}")
-        if "{types}" not in template:
-            raise ValueError(f"task_prompt: the template needs a {{types}} placeholder, got {template!r}")
+            raise ConfigValueError(f"task_prompt: `types` must list the entity types the model tags, "
+                                   f"got {list(types)!r}")
+        try:
+            ok = "{types}" in template and template.format(types="x") != template
+        except (KeyError, IndexError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigValueError(f"task_prompt: the template needs a {{types}} placeholder and no other braces "
+                                   f"(write {{{{ }}}} for a literal brace), got {template!r}")
         self.types = list(dict.fromkeys(types))
         self.template = template
         self._extra: Dict[int, int] = {}
@@ -67,7 +74,7 @@ class TaskPrompt:
             return self.text()
         asked = [t for t in self.types if t in set(annotated)]
         if not asked:
-            raise ValueError(f"task_prompt: a training document annotates {sorted(annotated)}, none of the "
+            raise ConfigValueError(f"task_prompt: a training document annotates {sorted(annotated)}, none of the "
                              f"prompt's types ({', '.join(self.types)}); list them in the task_prompt's `types`")
         return self.text(asked)
 
@@ -94,7 +101,7 @@ def encode_pairs(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -
         text's characters for its subwords and (0, 0) for the prompt's and special subwords.
     """
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
+        raise ConfigValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
     if len(prompts) != len(texts):
         raise ValueError(f"task prompts: {len(prompts)} prompts for {len(texts)} texts")
     if not texts:
@@ -139,5 +146,6 @@ def configure_task_prompt(types: List[str], template: str = TEMPLATE) -> TaskPro
 
     types (List[str]): every type the model tags, in the order the prompt names them.
     template (str): the prompt text with a ``{types}`` placeholder (default ``"Tag {types}"``).
+    RETURNS (TaskPrompt): the prompt.
     """
     return TaskPrompt(types=types, template=template)

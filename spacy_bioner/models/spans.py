@@ -54,6 +54,12 @@ class SubwordWindows:
         prompt = getattr(self.model, "attrs", {}).get("task_prompt")
         # a task prompt (and the pair's extra special tokens) comes before every window: leave room for the longest
         extra = prompt.extra_subwords(tokenizer) if prompt is not None else 0
+        if extra and tokenizer.num_special_tokens_to_add(pair=False) + extra >= self.limit(tokenizer):
+            from ..errors import ConfigValueError
+
+            raise ConfigValueError(f"task_prompt: the prompt {prompt.text()!r} takes {extra} of the window's "
+                                   f"{self.limit(tokenizer)} subwords, leaving no room for text; shorten its "
+                                   "template or raise the span getter's window")
         windows = fit_windows(
             docs,
             counts=self.token_counts(tokenizer, docs),

@@ -14,6 +14,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model
 
+from ..errors import ConfigValueError
 from .backbones import resolve_backbone
 
 #: Marks a Hugging Face module whose gradient checkpointing spacy-bioner switched on.
@@ -90,7 +91,7 @@ def transformer_model(
     model.init = init
     if task_prompt is not None:
         if not fast_alignment:
-            raise ValueError("task_prompt needs fast_alignment (the forward that encodes the prompt)")
+            raise ConfigValueError("task_prompt needs fast_alignment (the forward that encodes the prompt)")
         model.attrs["task_prompt"] = task_prompt
     if fast_alignment:
         model._func = cached_forward
@@ -162,7 +163,7 @@ def cached_forward(model: Model, docs: List[Doc], is_train: bool):
     prompt = model.attrs.get("task_prompt")
     if not getattr(tokenizer, "is_fast", False):  # no offsets: spacy-transformers' string alignment
         if prompt is not None:
-            raise ValueError("task_prompt needs a fast tokenizer (character offsets); this backbone's "
+            raise ConfigValueError("task_prompt needs a fast tokenizer (character offsets); this backbone's "
                              f"{type(tokenizer).__name__} is not one")
         return st.forward(model, docs, is_train)
     nested_spans = model.attrs["get_spans"](docs)
@@ -180,6 +181,9 @@ def cached_forward(model: Model, docs: List[Doc], is_train: bool):
 
         prompts = [prompt.for_doc(span.doc, is_train=is_train) for span in flat_spans]
         batch_encoding = prompted_batch(tokenizer, prompts, texts, cache=cache if is_train else None)
+        if "token_type_ids" in batch_encoding and _type_vocab_size(model) < 2:
+            # a pair's text is segment 1, which a model with one token type has no embedding for
+            batch_encoding = {**batch_encoding, "token_type_ids": batch_encoding["token_type_ids"] * 0}
     elif is_train and cache is not None:
         batch_encoding = cache(tokenizer, texts)
     else:
@@ -203,6 +207,14 @@ def cached_forward(model: Model, docs: List[Doc], is_train: bool):
         return docs
 
     return output, backprop_transformer
+
+
+def _type_vocab_size(model: Model) -> int:
+    """Token types the wrapped Hugging Face model embeds (2 when unknown, as BERT)."""
+    shims = model.layers[0].shims if model.layers else []
+    config = getattr(getattr(shims[0], "_model", None), "config", None) if shims else None
+    size = getattr(config, "type_vocab_size", None)
+    return 2 if size is None else int(size)
 
 
 def enable_gradient_checkpointing(model: Model) -> None:

@@ -253,7 +253,11 @@ def install_command(dist: Path, package: str) -> str:
 
 
 def run_record_of(model: Path) -> Optional[Dict[str, Any]]:
-    """The ``run.json`` of the training run that wrote ``model`` (``model-best``/``model-last`` sit beside it)."""
+    """The ``run.json`` of the training run that wrote ``model`` (``model-best``/``model-last`` sit beside it).
+
+    model (Path): a pipeline folder.
+    RETURNS (Optional[Dict[str, Any]]): the record, or None when there is none (or it cannot be read).
+    """
     path = model.parent / "run.json"
     if not path.is_file():
         return None
@@ -263,37 +267,70 @@ def run_record_of(model: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def mix_card(record: Dict[str, Any], *, scores: List[Dict[str, Any]], labels: List[str]) -> Dict[str, Any]:
+def read_scores(scores: Optional[List[Path]]) -> List[Dict[str, Any]]:
+    """``evaluate MODEL MIX.yml -o FILE`` results, checked.
+
+    scores (Optional[List[Path]]): the JSON files.
+    RETURNS (List[Dict[str, Any]]): their contents; a ConfigValueError names a bad one.
+    """
+    results = []
+    for path in scores or []:
+        try:
+            result = json.loads(Path(path).read_text(encoding="utf8"))
+        except (OSError, ValueError) as err:
+            raise ConfigValueError(f"--scores {path}: {err}") from None
+        if not isinstance(result, dict) or "corpora" not in result or "macro" not in result:
+            raise ConfigValueError(f"--scores {path}: give the JSON that `spacy-bioner evaluate MODEL MIX.yml -o "
+                                   "FILE` writes (with `corpora` and `macro`)")
+        results.append(result)
+    return results
+
+
+def _public(value: Any) -> Any:
+    """A path on this machine is no use in a distributed card: keep its last part (a hub name stays whole)."""
+    text = str(value or "")
+    return Path(text).name if os.sep in text and Path(text).is_absolute() else value
+
+
+def mix_card(record: Dict[str, Any], *, config: Dict[str, Any], scores: List[Dict[str, Any]],
+             labels: List[str]) -> Dict[str, Any]:
     """The card of a pipeline trained on a corpus mix, as the ``bioner`` block of meta.json.
 
     record (Dict[str, Any]): the training run's ``run.json`` (with its ``mix`` record).
+    config (Dict[str, Any]): the packaged pipeline's own ``config.cfg`` (how it was trained).
     scores (List[Dict[str, Any]]): results of ``spacy-bioner evaluate MODEL MIX.yml`` (in-corpus, held-out…).
     labels (List[str]): the entity types the pipeline predicts.
     RETURNS (Dict[str, Any]): ``mix`` (name, types, temperature, corpora with label maps, annotated types,
         sentences per split, training probability), ``scores``, ``training`` and ``backbone``.
     """
     mix = record["mix"]
-    for result in scores:
-        if not isinstance(result, dict) or "corpora" not in result or "macro" not in result:
-            raise ConfigValueError("--scores: give the JSON that `spacy-bioner evaluate MODEL MIX.yml -o FILE` "
-                                   "writes (with `corpora` and `macro`)")
-    transformer = (record.get("config") or {}).get("components", {}).get("transformer", {})
-    prompt = (transformer.get("model") or {}).get("task_prompt") if isinstance(transformer, dict) else None
-    tagger = (record.get("config") or {}).get("components", {}).get("bioner_tagger", {})
+    components = config.get("components", {})
+    model = (components.get("transformer") or {}).get("model") or {}
+    tagger = components.get("bioner_tagger") or {}
+    corpora = [{**c, "path": _public(c.get("path"))} for c in mix.get("corpora") or []]
     return {
-        "entity_types": labels, "backbone": record.get("backbone"),
-        "partial_labels": "prompt" if prompt else (tagger.get("partial_labels") if isinstance(tagger, dict) else None),
-        "mix": {k: mix.get(k) for k in ("mix", "types", "temperature", "corpora")},
+        "entity_types": labels,
+        "backbone": (config.get("paths") or {}).get("backbone") or _public(record.get("backbone")),
+        "partial_labels": "prompt" if model.get("task_prompt") else tagger.get("partial_labels", "naive"),
+        "mix": {"mix": mix.get("mix"), "types": mix.get("types"), "temperature": mix.get("temperature"),
+                "corpora": corpora},
         "scores": [{"mix": r.get("mix"), "split": r.get("split"), "macro": r["macro"],
-                    "corpora": r["corpora"]} for r in scores],
-        "training": {k: record.get(k) for k in ("steps", "epochs", "best_step", "wall_seconds",
-                                                "train_words_per_second", "peak_rss_mib")},
-        "dev": record.get("dev_scores"), "spacy_bioner_version": __version__,
+                    "corpora": {name: {k: v for k, v in c.items() if k != "path"} for name, c in r["corpora"].items()}}
+                   for r in scores],
+        "training": {k: record.get(k) for k in ("steps", "epochs", "wall_seconds", "train_words_per_second",
+                                                "peak_rss_mib")},
+        "spacy_bioner_version": __version__,
     }
 
 
-def mix_card_markdown(name: str, version: str, card: Dict[str, Any]) -> str:
-    """README.md of a mix-trained wheel: use, the mix and its label maps, every score."""
+def mix_card_markdown(name: str, *, version: str, card: Dict[str, Any]) -> str:
+    """README.md of a mix-trained wheel: use, the mix and its label maps, every score.
+
+    name (str): the package's full name (``en_…``).
+    version (str): the package version.
+    card (Dict[str, Any]): :func:`mix_card`'s block.
+    RETURNS (str): Markdown.
+    """
     from ..evaluation.crosscorpus import mix_table
 
     mix = card["mix"]
@@ -324,54 +361,56 @@ def mix_card_markdown(name: str, version: str, card: Dict[str, Any]) -> str:
     if not card["scores"]:
         lines += ["No scores were given when this wheel was built (`spacy-bioner package --scores`).", ""]
     for result in card["scores"]:
-        lines += ["#" + mix_table(result), ""]
+        lines += ["##" + mix_table(result), ""]  # its "# title" becomes a "### " under "## Scores"
     tr = card["training"]
-    lines += ["## Training", "", f"{tr.get('steps')} steps ({tr.get('epochs')} epochs), best step "
-              f"{tr.get('best_step')}, {tr.get('wall_seconds') or 0:.0f} s, peak RSS {tr.get('peak_rss_mib') or 0:.0f} "
-              f"MiB; spacy-bioner {card['spacy_bioner_version']}.", "", "## Data and licence", "",
+    lines += ["## Training", "", f"{tr.get('steps')} steps ({tr.get('epochs')} epochs), "
+              f"{tr.get('wall_seconds') or 0:.0f} s, peak RSS {tr.get('peak_rss_mib') or 0:.0f} MiB; spacy-bioner "
+              f"{card['spacy_bioner_version']}.", "", "## Data and licence", "",
               "The model inherits the terms of every corpus in the mix (see each corpus's source) and of its "
               "backbone's weights.", ""]
     return "\n".join(lines)
 
 
 def write_mix_card(model: Path, stage: Path, *, name: str, version: str,
-                   scores: Optional[List[Path]] = None) -> Optional[Dict[str, Any]]:
+                   scores: Optional[List[Dict[str, Any]]] = None) -> Optional[Dict[str, Any]]:
     """Write the mix card into a staged pipeline (``meta.json`` ``bioner`` block and ``README.md``).
 
     model (Path): the trained pipeline (its run's ``run.json`` is beside it).
     stage (Path): the staged copy ``spacy package`` will build.
     name (str): the package's full name (``en_…``).
     version (str): the package version.
-    scores (Optional[List[Path]]): ``evaluate MODEL MIX.yml`` JSON files.
+    scores (Optional[List[Dict[str, Any]]]): :func:`read_scores` results.
     RETURNS (Optional[Dict[str, Any]]): the card; None when the run did not train on a mix.
     """
+    from spacy.util import load_config
+
     record = run_record_of(model)
     if not record or not record.get("mix"):
         if scores:
             raise ConfigValueError(f"--scores: {model} was not trained on a corpus mix (no `mix` in "
                                    f"{model.parent / 'run.json'}); the card's scores are a mix's")
         return None
-    results = []
-    for path in scores or []:
-        try:
-            results.append(json.loads(Path(path).read_text(encoding="utf8")))
-        except (OSError, ValueError) as err:
-            raise ConfigValueError(f"--scores {path}: {err}") from None
     meta = json.loads((stage / "meta.json").read_text(encoding="utf8"))
-    labels = sorted({label for comp in (meta.get("labels") or {}).values() for label in comp
-                     if label in set(record["mix"].get("types") or [])}) or list(record["mix"].get("types") or [])
-    card = mix_card(record, scores=results, labels=labels)
+    types = list(record["mix"].get("types") or [])
+    labels = sorted({label for comp in (meta.get("labels") or {}).values() for label in comp if label in types}) \
+        or types
+    config = load_config(stage / "config.cfg", interpolate=False)
+    card = mix_card(record, config=config, scores=list(scores or []), labels=labels)
     meta["bioner"] = card
     meta["description"] = (f"Biomedical NER ({', '.join(labels)}) from the corpus mix {record['mix'].get('mix')}, "
                            f"backbone {card['backbone']}")
     meta["sources"] = [{"name": c["name"], "url": corpus_url_of(str(c.get("path")))} for c in record["mix"]["corpora"]]
     (stage / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf8")
-    (stage / "README.md").write_text(mix_card_markdown(name, version, card), encoding="utf8")
+    (stage / "README.md").write_text(mix_card_markdown(name, version=version, card=card), encoding="utf8")
     return card
 
 
 def corpus_url_of(path: str) -> str:
-    """The source of a corpus folder, when known (by its folder name)."""
+    """The source of a corpus folder, when known (by its folder name).
+
+    path (str): the corpus folder.
+    RETURNS (str): its URL, or "".
+    """
     return _lookup(CORPUS_URLS, Path(path).name) or ""
 
 
@@ -403,11 +442,12 @@ def package_pipeline(model: Path, packages_dir: Path, *, name: str, version: str
     from spacy.util import load_config
 
     full = f"{load_config(model / 'config.cfg', interpolate=False)['nlp']['lang']}_{name}"
+    results = read_scores(scores)  # a bad file fails before anything is built
     packages_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / full
         dropped = stage_pipeline(model, stage)
-        card = write_mix_card(model, stage, name=full, version=version, scores=scores)
+        card = write_mix_card(model, stage, name=full, version=version, scores=results)
         run_build([sys.executable, "-m", "spacy", "package", str(stage), str(packages_dir), "--name", name,
                    "--version", version, "--build", "wheel", "--force"], what="spacy package")
     dist = packages_dir / f"{full}-{version}" / "dist"

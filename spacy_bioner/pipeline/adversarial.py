@@ -505,6 +505,20 @@ def perturbed_pass(nlp: Language, transformer: Any, hook: Any, examples: List[Ex
         hook.deltas = None
 
 
+def prediction_input(doc: Doc) -> Doc:
+    """A copy of ``doc`` as prediction sees it: without the types its corpus annotates, so a task prompt
+    (``spacy_bioner.TransformerModel.v5``) asks for every type in the attacked pass and in prediction alike.
+
+    doc (Doc): an Example's predicted Doc.
+    RETURNS (Doc): the copy.
+    """
+    from ..corpus.mixes import ANNOTATES
+
+    copy = doc.copy()
+    copy.user_data.pop(ANNOTATES, None)
+    return copy
+
+
 def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialStrategy,
            transformer: str = "transformer", batch_size: int = 64) -> Dict[str, Any]:
     """Predictions of a trained pipeline under a test-time attack on its embeddings (the weights are left alone).
@@ -536,6 +550,7 @@ def attack(nlp: Language, examples: Sequence[Example], *, strategy: AdversarialS
     hf = shim._model
     models = [nlp.get_pipe(name).model for name in heads]
     params = list(hf.parameters())
+    examples = [Example(prediction_input(eg.predicted), eg.reference) for eg in examples]
     hook = EmbeddingHook(hf, target=strategy.target, always=True)
 
     def no_dropout(module: Any, args: Any) -> None:  # returns None: the inputs stay as they are

@@ -294,6 +294,10 @@ def add_task_prompt(config: Config) -> Config:
     if arch not in ("spacy_bioner.TransformerModel.v4", "spacy_bioner.TransformerModel.v5"):
         raise ConfigValueError(f"--partial-labels prompt needs an encoder backbone with spacy_bioner.TransformerModel.v4 "
                                f"or .v5 in [components.transformer.model]; this config has {arch or 'none'}")
+    spans = model.get("get_spans", {})
+    if not isinstance(spans, dict) or spans.get("@span_getters") != "spacy_bioner.subword_windows.v1":
+        raise ConfigValueError("--partial-labels prompt needs the span getter spacy_bioner.subword_windows.v1 "
+                               "(it leaves room for the prompt in every window)")
     merged = Config(config).copy()
     block = merged["components"]["transformer"]["model"]
     block["@architectures"] = "spacy_bioner.TransformerModel.v5"

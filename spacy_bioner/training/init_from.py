@@ -34,6 +34,30 @@ def corpus_labels(config: Config) -> List[str]:
     return sorted({ent.label_ for eg in corpus(nlp) for ent in eg.reference.ents})
 
 
+def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List[str]) -> None:
+    """A sourced transformer keeps its own task prompt: the config must ask for the same one.
+
+    config (Config): the merged training config.
+    nlp (Language): the pipeline the components are sourced from.
+    pipeline (Path): its path (for the message).
+    sourced (List[str]): the components taken from it.
+    RAISES ConfigValueError: the config's prompt (or none) differs from the pipeline's.
+    """
+    if "transformer" not in sourced:
+        return
+    block = config["components"].get("transformer", {}).get("model", {})
+    wanted = block.get("task_prompt") if isinstance(block, dict) else None
+    theirs = nlp.get_pipe("transformer").model.attrs.get("task_prompt")
+    want_types = list(wanted.get("types") or []) if isinstance(wanted, dict) else None
+    want_template = (wanted.get("template") if isinstance(wanted, dict) else None) or "Tag {types}"
+    have = (theirs.types, theirs.template) if theirs is not None else None
+    if (want_types, want_template) != (have or (None, "Tag {types}")):
+        describe = (lambda types: f"a task prompt over {', '.join(types)}" if types else "no task prompt")
+        raise ConfigValueError(f"--init-from {pipeline}: its transformer reads {describe(have[0] if have else None)}, "
+                               f"the config asks for {describe(want_types)}; continue with the pipeline's own "
+                               "setting (--partial-labels prompt with the same mix types, or without prompt)")
+
+
 def init_from_pipeline(config: Config, pipeline: Path, *, output_dir: Path) -> Tuple[Config, Dict[str, Any]]:
     """Source the config's components that the pipeline also has (same name and factory).
 
@@ -61,6 +85,7 @@ def init_from_pipeline(config: Config, pipeline: Path, *, output_dir: Path) -> T
         theirs = ", ".join(f"{n} ({nlp.get_pipe_meta(n).factory})" for n in nlp.pipe_names)
         raise ConfigValueError(f"--init-from {pipeline}: it has no {', '.join(missing)} of the config's factory "
                                f"(its components: {theirs}); pick the same --head as the pipeline's")
+    check_task_prompt(config, nlp, pipeline=pipeline, sourced=sourced)
     record: Dict[str, Any] = {"init_from": str(pipeline), "sourced": sourced, "labels_kept": [],
                               "labels_added": []}
     source = Path(pipeline)
