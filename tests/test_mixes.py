@@ -392,3 +392,26 @@ def test_evaluate_takes_a_shipped_mix_by_name(ruler, tmp_path):
     assert result.exit_code == 0, result.output
     scored = json.loads((tmp_path / "m.json").read_text())["corpora"]
     assert list(scored) == ["BioNLP13CG"] and scored["BioNLP13CG"]["types"] == ["Chemical", "Disease", "Gene", "Species"]
+
+
+@pytest.mark.parametrize("base,head", [("tok2vec", None), ("transformer", "tagger")])
+def test_heads_know_every_type_though_spacy_initializes_a_stream_from_100_examples(tmp_path, tiny, base, head):
+    """spaCy initializes from the first 100 Examples of a streamed corpus: a rare type must not be lost."""
+    from spacy.training.initialize import init_nlp
+
+    from spacy_bioner.training.config import build_config
+
+    write_corpus(tmp_path / "corpora" / "genes", GENES * 300)
+    write_corpus(tmp_path / "corpora" / "cells", [[("HeLa", "B-CellLine"), ("cells", "O")]])
+    path = tmp_path / "mix.yml"
+    path.write_text("name: rare\ntypes: [Gene, CellLine]\ncorpora_dir: corpora\ndedupe: false\ncorpora:\n"
+                    "  - name: genes\n    path: genes\n    label_map: {GENE: Gene}\n"
+                    "  - name: cells\n    path: cells\n    label_map: {CellLine: CellLine}\n    weight: 0.0001\n",
+                    encoding="utf8")
+    corpora = str(tmp_path / "corpora")
+    overrides = {"corpora.train.corpora_dir": corpora, "corpora.dev.corpora_dir": corpora}
+    if base == "transformer":
+        overrides["paths.backbone"] = str(tiny["bert"])
+    nlp = init_nlp(build_config(base, head=head, mix=str(path), overrides=overrides))
+    name = "bioner_tagger" if head == "tagger" else "ner"
+    assert set(nlp.get_pipe(name).labels) == {"Gene", "CellLine"}

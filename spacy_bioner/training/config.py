@@ -225,7 +225,7 @@ def use_mix(config: Config, mix: Union[str, Path]) -> Config:
     mix (Union[str, Path]): the mix file, or a shipped mix's name (checked here).
     RETURNS (Config): a new config (an augmenter of the old training reader is kept).
     """
-    from ..corpus.mixes import resolve_mix_path
+    from ..corpus.mixes import load_mix, resolve_mix_path
 
     path = resolve_mix_path(mix)
     merged = Config(config).copy()
@@ -240,9 +240,15 @@ def use_mix(config: Config, mix: Union[str, Path]) -> Config:
         corpora["train"]["augmenter"] = augmenter
     # each epoch calls the reader again, so each draws afresh (spaCy reshuffles one list when max_epochs >= 0)
     merged.setdefault("training", {})["max_epochs"] = -1
+    types = load_mix(path).types
+    init = merged.setdefault("initialize", {}).setdefault("components", {})
     for name, component in merged.get("components", {}).items():  # dev F1 on the types each corpus annotates
         if isinstance(component, dict) and component.get("factory") in ("ner", "bioner_tagger"):
             component["scorer"] = {"@scorers": "spacy_bioner.annotated_ner_scorer.v1"}
+            # spaCy initializes a streamed corpus (max_epochs -1) from its first 100 Examples only, where a
+            # rare type may not occur: the heads get every type of the mix
+            init[name] = {"labels": list(types) if component["factory"] == "bioner_tagger" else
+                          {"@misc": "spacy_bioner.ner_actions.v1", "labels": list(types)}}
     return merged
 
 
