@@ -17,13 +17,12 @@ always keeps its prompt (the span getter reserves room for the longest one).
 """
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 
 from ..corpus.mixes import ANNOTATES
 from ..errors import ConfigValueError
-from .tokenization import Encoding
+from .tokenization import encode_pairs, pad_batch
 
 #: The default prompt text; ``{types}`` is the requested types, joined by ", ".
 TEMPLATE = "Tag {types}"
@@ -91,35 +90,6 @@ class TaskPrompt:
         return self._extra[id(tokenizer)]
 
 
-def encode_pairs(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> List[Encoding]:
-    """Each ``(prompt, text)`` pair's unpadded encoding, the prompt's subwords given no offsets.
-
-    tokenizer (PreTrainedTokenizerFast): a fast tokenizer (offsets and sequence ids are needed).
-    prompts (Sequence[str]): one prompt per text.
-    texts (Sequence[str]): window texts.
-    RETURNS (List[Encoding]): (ids, token types or None, offsets (n, 2)) per pair; offsets are the
-        text's characters for its subwords and (0, 0) for the prompt's and special subwords.
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
-    if len(prompts) != len(texts):
-        raise ValueError(f"task prompts: {len(prompts)} prompts for {len(texts)} texts")
-    if not texts:
-        return []
-    data = tokenizer(list(prompts), list(texts), add_special_tokens=True, return_attention_mask=False,
-                     return_offsets_mapping=True, return_token_type_ids=None, padding=False, verbose=False)
-    types = data.get("token_type_ids")
-    out: List[Encoding] = []
-    for k in range(len(texts)):
-        ids = numpy.asarray(data["input_ids"][k], dtype="int32")
-        offsets = numpy.asarray(data["offset_mapping"][k], dtype="int32").reshape(-1, 2)
-        text_part = numpy.asarray([s == 1 for s in data.sequence_ids(k)], dtype=bool)
-        offsets[~text_part] = 0
-        type_ids = numpy.asarray(types[k], dtype="int8") if types is not None else None
-        out.append((ids, type_ids, offsets))
-    return out
-
-
 def prompted_batch(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str], *,
                    cache: Any = None) -> Dict[str, Any]:
     """The padded batch of ``(prompt, text)`` pairs, as ``huggingface_tokenize`` returns single texts.
@@ -131,8 +101,6 @@ def prompted_batch(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str],
     RETURNS (Dict[str, Any]): ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the tokenizer
         returns them), ``offset_mapping``, ``input_texts``, ``pad_token``.
     """
-    from .tokenization import pad_batch
-
     if cache is not None:
         return cache(tokenizer, texts, prompts=prompts)
     if tokenizer.pad_token is None:

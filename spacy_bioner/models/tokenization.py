@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
+from ..errors import ConfigValueError
+
 #: Texts longer than this (characters) are tokenized every time, not remembered.
 MAX_CACHED_CHARS = 20_000
 
@@ -54,7 +56,7 @@ class TokenizationCache:
         tokenizer (PreTrainedTokenizerFast): the transformer's tokenizer.
         texts (Sequence[str]): window texts, one row each.
         prompts (Optional[Sequence[str]]): a task prompt per text, encoded as the pair's first
-            sequence (:func:`~spacy_bioner.models.prompts.encode_pairs`).
+            sequence (:func:`encode_pairs`).
         RETURNS (Dict[str, Any]): ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the
             tokenizer returns them), ``offset_mapping``, ``input_texts``, ``pad_token``.
         """
@@ -68,8 +70,6 @@ class TokenizationCache:
         if prompts is None:
             fresh: Dict[Any, Encoding] = encode(tokenizer, unseen) if unseen else {}
         else:
-            from .prompts import encode_pairs
-
             fresh = dict(zip(unseen, encode_pairs(tokenizer, [p for p, _ in unseen], [t for _, t in unseen])))
         self.misses += len(unseen)
         self.hits += len(keys) - len(unseen)
@@ -150,3 +150,32 @@ def pad_batch(tokenizer: Any, rows: Sequence[Encoding], *, pieces: Optional[Dict
     batch["input_texts"] = strings
     batch["pad_token"] = tokenizer.pad_token
     return batch
+
+
+def encode_pairs(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> List[Encoding]:
+    """Each ``(prompt, text)`` pair's unpadded encoding, the prompt's subwords given no offsets.
+
+    tokenizer (PreTrainedTokenizerFast): a fast tokenizer (offsets and sequence ids are needed).
+    prompts (Sequence[str]): one prompt per text.
+    texts (Sequence[str]): window texts.
+    RETURNS (List[Encoding]): (ids, token types or None, offsets (n, 2)) per pair; offsets are the
+        text's characters for its subwords and (0, 0) for the prompt's and special subwords.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
+    if len(prompts) != len(texts):
+        raise ValueError(f"task prompts: {len(prompts)} prompts for {len(texts)} texts")
+    if not texts:
+        return []
+    data = tokenizer(list(prompts), list(texts), add_special_tokens=True, return_attention_mask=False,
+                     return_offsets_mapping=True, return_token_type_ids=None, padding=False, verbose=False)
+    types = data.get("token_type_ids")
+    out: List[Encoding] = []
+    for k in range(len(texts)):
+        ids = numpy.asarray(data["input_ids"][k], dtype="int32")
+        offsets = numpy.asarray(data["offset_mapping"][k], dtype="int32").reshape(-1, 2)
+        text_part = numpy.asarray([s == 1 for s in data.sequence_ids(k)], dtype=bool)
+        offsets[~text_part] = 0
+        type_ids = numpy.asarray(types[k], dtype="int8") if types is not None else None
+        out.append((ids, type_ids, offsets))
+    return out
