@@ -235,3 +235,13 @@ def test_best_run_wheel_installs_in_a_fresh_venv_and_tags(tmp_path, tiny, fresh_
     location, ents = result.stdout.strip().splitlines()[-2:]
     assert location.startswith(str(venv)) and str(PROJECT) not in location  # the installed copy, no checkout
     assert "Gene" in ents or "Disease" in ents
+
+
+def test_a_worker_whose_sweep_died_before_it_started_ends_at_once():
+    """The sweep can be killed between forking a run and the run setting up its watch: the worker is
+    then already an orphan, and must compare with the sweep's pid from its spec, not its parent now."""
+    code = ("import time; from spacy_bioner.experiments.runs import _watch_parent; "
+            "_watch_parent(1); time.sleep(10); print('alive')")  # pid 1 is not this worker's parent
+    began = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 137 and "alive" not in proc.stdout and time.time() - began < 10

@@ -163,11 +163,18 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _watch_parent() -> None:
-    """End this worker when the sweep that started it dies (a killed sweep leaves no orphan run)."""
+def _watch_parent(parent: Optional[int] = None) -> None:
+    """End this worker when the sweep that started it dies (a killed sweep leaves no orphan run).
+
+    parent (Optional[int]): the pid of the process that started this worker, as it wrote it in the spec
+        (None: this worker's parent now). Given, a sweep killed before this worker could set up its
+        watch (between fork and ``PR_SET_PDEATHSIG``, or before this runs) is noticed too.
+    """
     import threading
 
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
+    if os.getppid() != parent:
+        os._exit(137)
 
     def watch() -> None:
         while True:
@@ -183,8 +190,9 @@ def worker_main(spec_path: Path) -> int:
     spec_data = json.loads(spec_path.read_text(encoding="utf8"))
     run_dir = Path(spec_data.pop("run_dir"))
     gpu_id = int(spec_data.pop("gpu_id", -1))
+    parent_pid = spec_data.pop("parent_pid", None)
     if spec_data.pop("watch_parent", True):
-        _watch_parent()
+        _watch_parent(parent_pid)
     spec = RunSpec.from_dict(spec_data)
     try:
         result = train_and_score(spec, run_dir, gpu_id=gpu_id)
@@ -219,7 +227,8 @@ def execute_run(spec: RunSpec, output_dir: Path, *, gpu_id: int = -1, timeout: O
     run_dir.mkdir(parents=True)
     spec_file = run_dir / "spec.json"
     spec_file.write_text(json.dumps({**spec.to_dict(), "run_dir": str(run_dir), "gpu_id": gpu_id,
-                                     "watch_parent": watch_parent}, indent=2, default=str) + "\n", encoding="utf8")
+                                     "watch_parent": watch_parent, "parent_pid": os.getpid()},
+                                    indent=2, default=str) + "\n", encoding="utf8")
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
