@@ -56,7 +56,8 @@ class TaskPrompt:
         types (Optional[Sequence[str]]): the requested types.
         RETURNS (str): the prompt text.
         """
-        asked = self.types if types is None else [t for t in self.types if t in set(types)]
+        wanted = None if types is None else set(types)
+        asked = self.types if wanted is None else [t for t in self.types if t in wanted]
         return self.template.format(types=", ".join(asked))
 
     def for_doc(self, doc: Doc, *, is_train: bool) -> str:
@@ -71,10 +72,11 @@ class TaskPrompt:
         annotated = doc.user_data.get(ANNOTATES)
         if annotated is None:
             return self.text()
-        asked = [t for t in self.types if t in set(annotated)]
+        wanted = set(annotated)
+        asked = [t for t in self.types if t in wanted]
         if not asked:
             raise ConfigValueError(f"task_prompt: a training document annotates {sorted(annotated)}, none of the "
-                             f"prompt's types ({', '.join(self.types)}); list them in the task_prompt's `types`")
+                                   f"prompt's types ({', '.join(self.types)}); list them in the task_prompt's `types`")
         return self.text(asked)
 
     def extra_subwords(self, tokenizer: Any) -> int:
@@ -103,8 +105,6 @@ def prompted_batch(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str],
     """
     if cache is not None:
         return cache(tokenizer, texts, prompts=prompts)
-    if tokenizer.pad_token is None:
-        raise ValueError("the tokenizer has no pad token: set one in [components.transformer.model.tokenizer_config]")
     return pad_batch(tokenizer, encode_pairs(tokenizer, prompts, texts))
 
 

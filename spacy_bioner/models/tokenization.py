@@ -60,17 +60,14 @@ class TokenizationCache:
         RETURNS (Dict[str, Any]): ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the
             tokenizer returns them), ``offset_mapping``, ``input_texts``, ``pad_token``.
         """
-        if tokenizer.pad_token is None:  # as Hugging Face's padding="longest"
-            raise ValueError("the tokenizer has no pad token: set one in [components.transformer.model.tokenizer_config]")
         if id(tokenizer) != self._tokenizer_id:
             self.clear()
             self._tokenizer_id = id(tokenizer)
         keys: List[Any] = list(texts) if prompts is None else list(zip(prompts, texts))
         unseen = list(dict.fromkeys(k for k in keys if k not in self._store))
-        if prompts is None:
-            fresh: Dict[Any, Encoding] = encode(tokenizer, unseen) if unseen else {}
-        else:
-            fresh = dict(zip(unseen, encode_pairs(tokenizer, [p for p, _ in unseen], [t for _, t in unseen])))
+        encoded = encode_rows(tokenizer, unseen) if prompts is None else \
+            encode_pairs(tokenizer, [p for p, _ in unseen], [t for _, t in unseen])
+        fresh: Dict[Any, Encoding] = dict(zip(unseen, encoded))
         self.misses += len(unseen)
         self.hits += len(keys) - len(unseen)
         rows = [fresh[k] if k in fresh else self._store[k] for k in keys]  # before the store may start again
@@ -96,15 +93,47 @@ def encode(tokenizer: Any, texts: List[str]) -> Dict[str, Encoding]:
     texts (List[str]): distinct texts.
     RETURNS (Dict[str, Encoding]): text → (ids, token types or None, offsets (n, 2)).
     """
-    data = tokenizer(texts, add_special_tokens=True, return_attention_mask=False, return_offsets_mapping=True,
+    return dict(zip(texts, encode_rows(tokenizer, texts)))
+
+
+def encode_pairs(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> List[Encoding]:
+    """Each ``(prompt, text)`` pair's unpadded encoding, the prompt's subwords given no offsets.
+
+    tokenizer (PreTrainedTokenizerFast): a fast tokenizer (offsets and sequence ids are needed).
+    prompts (Sequence[str]): one prompt per text.
+    texts (Sequence[str]): window texts.
+    RETURNS (List[Encoding]): (ids, token types or None, offsets (n, 2)) per pair; offsets are the
+        text's characters for its subwords and (0, 0) for the prompt's and special subwords.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
+    if len(prompts) != len(texts):
+        raise ValueError(f"task prompts: {len(prompts)} prompts for {len(texts)} texts")
+    return encode_rows(tokenizer, list(texts), prompts=list(prompts))
+
+
+def encode_rows(tokenizer: Any, texts: List[str], *, prompts: Optional[List[str]] = None) -> List[Encoding]:
+    """One batched tokenizer call: each text's (or each (prompt, text) pair's) unpadded encoding.
+
+    tokenizer (PreTrainedTokenizerFast): a fast tokenizer.
+    texts (List[str]): the texts.
+    prompts (Optional[List[str]]): a first sequence per text, whose subwords get (0, 0) offsets.
+    RETURNS (List[Encoding]): (ids, token types or None, offsets (n, 2)) per row.
+    """
+    if not texts:
+        return []
+    args = (texts,) if prompts is None else (prompts, texts)
+    data = tokenizer(*args, add_special_tokens=True, return_attention_mask=False, return_offsets_mapping=True,
                      return_token_type_ids=None, padding=False, verbose=False)
     types = data.get("token_type_ids")
-    out: Dict[str, Encoding] = {}
-    for k, text in enumerate(texts):
+    out: List[Encoding] = []
+    for k in range(len(texts)):
         ids = numpy.asarray(data["input_ids"][k], dtype="int32")
         offsets = numpy.asarray(data["offset_mapping"][k], dtype="int32").reshape(-1, 2)
+        if prompts is not None:  # only the text's subwords keep their characters
+            offsets[numpy.asarray(data.sequence_ids(k)) != 1] = 0
         type_ids = numpy.asarray(types[k], dtype="int8") if types is not None else None
-        out[text] = (ids, type_ids, offsets)
+        out.append((ids, type_ids, offsets))
     return out
 
 
@@ -117,6 +146,8 @@ def pad_batch(tokenizer: Any, rows: Sequence[Encoding], *, pieces: Optional[Dict
     pieces (Optional[Dict[int, str]]): id → subword string, filled as ids are met (shared strings).
     RETURNS (Dict[str, Any]): the batch, as :meth:`TokenizationCache.__call__` describes.
     """
+    if tokenizer.pad_token is None:  # as Hugging Face's padding="longest"
+        raise ValueError("the tokenizer has no pad token: set one in [components.transformer.model.tokenizer_config]")
     pieces = {} if pieces is None else pieces
     width = max((len(r[0]) for r in rows), default=0)
     n = len(rows)
@@ -151,31 +182,3 @@ def pad_batch(tokenizer: Any, rows: Sequence[Encoding], *, pieces: Optional[Dict
     batch["pad_token"] = tokenizer.pad_token
     return batch
 
-
-def encode_pairs(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> List[Encoding]:
-    """Each ``(prompt, text)`` pair's unpadded encoding, the prompt's subwords given no offsets.
-
-    tokenizer (PreTrainedTokenizerFast): a fast tokenizer (offsets and sequence ids are needed).
-    prompts (Sequence[str]): one prompt per text.
-    texts (Sequence[str]): window texts.
-    RETURNS (List[Encoding]): (ids, token types or None, offsets (n, 2)) per pair; offsets are the
-        text's characters for its subwords and (0, 0) for the prompt's and special subwords.
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigValueError("task prompts need a fast tokenizer (character offsets): this backbone has none")
-    if len(prompts) != len(texts):
-        raise ValueError(f"task prompts: {len(prompts)} prompts for {len(texts)} texts")
-    if not texts:
-        return []
-    data = tokenizer(list(prompts), list(texts), add_special_tokens=True, return_attention_mask=False,
-                     return_offsets_mapping=True, return_token_type_ids=None, padding=False, verbose=False)
-    types = data.get("token_type_ids")
-    out: List[Encoding] = []
-    for k in range(len(texts)):
-        ids = numpy.asarray(data["input_ids"][k], dtype="int32")
-        offsets = numpy.asarray(data["offset_mapping"][k], dtype="int32").reshape(-1, 2)
-        text_part = numpy.asarray([s == 1 for s in data.sequence_ids(k)], dtype=bool)
-        offsets[~text_part] = 0
-        type_ids = numpy.asarray(types[k], dtype="int8") if types is not None else None
-        out.append((ids, type_ids, offsets))
-    return out

@@ -289,7 +289,7 @@ def read_scores(scores: Optional[List[Path]]) -> List[Dict[str, Any]]:
 def _public(value: Any) -> Any:
     """A path on this machine is no use in a distributed card: keep its last part (a hub name stays whole)."""
     text = str(value or "")
-    return Path(text).name if os.sep in text and Path(text).is_absolute() else value
+    return Path(text).name if Path(text).is_absolute() else value
 
 
 def mix_card(record: Dict[str, Any], *, config: Dict[str, Any], scores: List[Dict[str, Any]],
