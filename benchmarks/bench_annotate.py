@@ -22,6 +22,8 @@ words/s, peak RSS and the error-file count.
 
     python benchmarks/bench_annotate.py --model training/demo/model-best
     python benchmarks/bench_annotate.py --model training/t2v/model-best --scale 100000 --n-process 2
+    python benchmarks/bench_annotate.py --model M --scale 100000 --chunks 4 --n-process 2 --runtime onnx --int8 \
+        --json benchmarks/results/bench_annotate_scale_onnx.json
 """
 import argparse
 import json
@@ -81,53 +83,108 @@ def corpus_sentences(root: Path, limit_per_file: int = 60000) -> List[str]:
     return out
 
 
-def build_scale_input(path: Path, n_docs: int, *, seed: int = 0) -> Dict[str, int]:
-    """N PubMed-sized JSONL documents (gzipped) with one bad record per 1,000."""
+def build_scale_input(path: Path, n_docs: int, *, seed: int = 0, start: int = 0,
+                      stop: int = 0) -> Dict[str, int]:
+    """N PubMed-sized JSONL documents (gzipped) with one bad record per 1,000.
+
+    start, stop (int): write only documents ``start <= i < stop`` (``stop`` 0: all) — the same
+        documents a full build holds there, so chunks of one build add up to it.
+    """
     import gzip
     import random
 
     rng = random.Random(seed)
     pool = [s for s in corpus_sentences(DEFAULT_CORPUS.parent) if 3 <= len(s.split()) <= 80]
-    bad = 0
+    stop = stop or n_docs
+    bad = written = 0
     with gzip.open(path, "wt", encoding="utf8") as f:
-        for i in range(n_docs):
+        for i in range(stop):
             if i % 1000 == 999:
-                f.write(["{broken json\n", json.dumps({"id": f"PM{i}", "text": ""}) + "\n",
-                         json.dumps({"id": f"PM{i}", "text": None}) + "\n"][bad % 3])
+                if i >= start:
+                    f.write(["{broken json\n", json.dumps({"id": f"PM{i}", "text": ""}) + "\n",
+                             json.dumps({"id": f"PM{i}", "text": None}) + "\n"][bad % 3])
+                    written += 1
                 bad += 1
                 continue
             title = rng.choice(pool)
             body = " ".join(rng.choice(pool) for _ in range(rng.randint(7, 12)))
-            f.write(json.dumps({"id": f"PM{i}", "text": f"{title}\n{body}"}) + "\n")
-    return {"documents": n_docs, "bad_records": bad, "sentence_pool": len(pool)}
+            if i >= start:
+                f.write(json.dumps({"id": f"PM{i}", "text": f"{title}\n{body}"}) + "\n")
+    return {"documents": stop - start, "bad_records": written, "sentence_pool": len(pool)}
 
 
-def run_scale(args) -> None:
+def scale_settings(args) -> Dict[str, Any]:
+    return {"model": str(args.model), "scale": args.scale, "chunks": args.chunks, "n_process": max(args.n_process, 1),
+            "int8": args.int8, "runtime": args.runtime}
+
+
+def run_chunk(args, start: int, stop: int) -> Dict[str, Any]:
+    """Build documents ``start:stop`` of the scale input and run one ``annotate`` job over them."""
     from spacy_bioner.annotate.job import annotate
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = tmp / "pubmed_like.jsonl.gz"
-        start = time.perf_counter()
-        built = build_scale_input(src, args.scale)
-        print(f"built {args.scale:,} documents ({built['bad_records']} bad records) in "
-              f"{time.perf_counter() - start:.0f}s, {src.stat().st_size / 2**20:.0f} MiB gzipped")
+        began = time.perf_counter()
+        built = build_scale_input(src, args.scale, start=start, stop=stop)
+        print(f"built documents {start:,}–{stop:,} ({built['bad_records']} bad records) in "
+              f"{time.perf_counter() - began:.0f}s, {src.stat().st_size / 2**20:.0f} MiB gzipped", flush=True)
         stats = annotate(args.model, src, tmp / "out.jsonl", n_process=max(args.n_process, 1),
                          int8=args.int8, runtime=args.runtime, batch_size=BATCH, progress=True)
         out_lines = sum(1 for _ in open(tmp / "out.jsonl", encoding="utf8"))
         err_lines = sum(1 for _ in open(tmp / "out.jsonl.errors.jsonl", encoding="utf8"))
-    result = {"model": str(args.model), **built, **stats.to_dict(), "output_lines": out_lines,
-              "error_lines": err_lines, "n_process": max(args.n_process, 1), "int8": args.int8,
-              "runtime": args.runtime, **projection(stats.words_per_second)}
-    print("\n| documents | words | entities | seconds | docs/s | words/s | peak RSS (MiB) | error file |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {stats.documents:,} | {stats.words:,} | {stats.entities:,} | {stats.seconds:,.0f} | "
-          f"{stats.docs_per_second:,.1f} | {stats.words_per_second:,.0f} | {stats.peak_rss_mib:,.0f} | {err_lines} |")
+    return {"start": start, "stop": stop, **built, **stats.to_dict(), "output_lines": out_lines,
+            "error_lines": err_lines}
+
+
+def combine(chunks: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One run's figures from its chunks: counts and seconds add up, peak RSS is the largest."""
+    total: Dict[str, Any] = {k: sum(c[k] for c in chunks) for k in
+                             ("bad_records", "passages", "words", "entities", "errors", "seconds", "output_lines",
+                              "error_lines")}
+    total["documents"] = sum(c["stop"] - c["start"] for c in chunks)
+    total["annotated"] = sum(c["documents"] for c in chunks)  # annotate's count: records that succeeded
+    total["peak_rss_mib"] = max(c["peak_rss_mib"] for c in chunks)
+    total["peak_rss_of"] = chunks[0]["peak_rss_of"]
+    labels: Dict[str, int] = {}
+    for c in chunks:
+        for k, v in c["labels"].items():
+            labels[k] = labels.get(k, 0) + v
+    total["labels"] = labels
+    total["docs_per_second"] = total["annotated"] / total["seconds"]
+    total["words_per_second"] = total["words"] / total["seconds"]
+    return total
+
+
+def run_scale(args) -> None:
+    """The scale run, in ``--chunks`` jobs of equal size; with ``--json`` each chunk is written as it
+    finishes, and a later run with the same settings goes on from the first missing chunk."""
+    settings = scale_settings(args)
+    done: List[Dict[str, Any]] = []
+    if args.json and args.json.exists():
+        old = json.loads(args.json.read_text(encoding="utf8"))
+        if old.get("settings") == settings:
+            done = old.get("chunks", [])
+    bounds = [(args.scale * k // args.chunks, args.scale * (k + 1) // args.chunks) for k in range(args.chunks)]
+    for start, stop in bounds[len(done):]:
+        done.append(run_chunk(args, start, stop))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"settings": settings, "complete": len(done) == len(bounds),
+                                             "chunks": done}, indent=2) + "\n")
+        print(f"chunk {len(done)}/{len(bounds)}: {done[-1]['docs_per_second']:.1f} docs/s", flush=True)
+    total = combine(done)
+    result = {**settings, **total, **projection(total["words_per_second"])}
+    print("\n| documents | annotated | words | entities | seconds | docs/s | words/s | peak RSS (MiB) | error file |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {total['documents']:,} | {total['annotated']:,} | {total['words']:,} | {total['entities']:,} | "
+          f"{total['seconds']:,.0f} | {total['docs_per_second']:,.1f} | {total['words_per_second']:,.0f} | "
+          f"{total['peak_rss_mib']:,.0f} | {total['error_lines']} |")
     print(f"\nPubMed abstracts ({result['pubmed_assumption']}): {result['pubmed_days_2_cores']:.1f} days on "
           f"a 2-core node, {result['pubmed_days_64_cores']:.2f} days on a 64-core node")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps({"settings": settings, "complete": True, "chunks": done, "result": result},
+                                        indent=2) + "\n")
 
 
 #: PubMed: ~36 M abstracts of ~250 words (title + abstract), the corpus-scale job users run.
@@ -203,6 +260,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=0, help="annotate this many PubMed-sized documents instead")
     parser.add_argument("--int8", action="store_true", help="--scale: annotate with --int8")
     parser.add_argument("--runtime", default="torch", help="--scale: annotate with --runtime torch|onnx|auto")
+    parser.add_argument("--chunks", type=int, default=1,
+                        help="--scale: in this many annotate jobs, each saved to --json as it ends (resumable)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--hf-system", choices=["pipeline", "forward"], help=argparse.SUPPRESS)
     parser.add_argument("--texts", help=argparse.SUPPRESS)
