@@ -1,6 +1,7 @@
 """One model from many corpora: naive vs partial labels vs task prompts, all-in-one vs single-corpus, in-corpus and cross-corpus.
 
-    python benchmarks/bench_mixes.py --steps 3000 --json benchmarks/results/bench_mixes.json
+    python benchmarks/bench_mixes.py --json benchmarks/results/bench_mixes.json    # ~16 min a row, 21 rows
+    python benchmarks/bench_mixes.py --rows all type --json benchmarks/results/bench_mixes.json   # the first 8
     python benchmarks/bench_mixes.py --steps 4 --limit 20 --dev-limit 10 --test-limit 20 --rows all/naive \
         type/Disease single/NCBI-disease --bootstrap 10 --json /tmp/mixes_smoke.json   # a quick check
 
@@ -269,11 +270,11 @@ def throughput(rows: Dict[str, Dict[str, Any]], args) -> Optional[Dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="minilm")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="at most this many training documents per corpus")
     parser.add_argument("--dev-limit", type=int, default=200, help="dev documents per corpus (dev scoring cost)")
-    parser.add_argument("--test-limit", type=int, default=0, help="test documents per corpus (0: all; quick checks)")
+    parser.add_argument("--test-limit", type=int, default=500, help="test documents per corpus (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--rows", nargs="*", help="only these rows (ids, or all / type / single)")
