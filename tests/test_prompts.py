@@ -10,9 +10,9 @@ from spacy.training import Example
 from spacy.util import load_model_from_config
 from transformers import AutoTokenizer
 
-from spacy_bioner.corpus.mixes import ANNOTATES
+from spacy_bioner.corpus.mixes import ANNOTATES, PROMPTED
 from spacy_bioner.errors import ConfigValueError
-from spacy_bioner.models.prompts import TaskPrompt, encode_pairs, prompted_batch
+from spacy_bioner.models.prompts import TaskPrompt, configure_task_prompt_v2, encode_pairs, prompted_batch
 from spacy_bioner.models.spans import SubwordWindows
 from spacy_bioner.models.tokenization import TokenizationCache, encode
 from spacy_bioner.training.config import build_config, fit_schedule
@@ -47,6 +47,30 @@ def test_prompt_text_and_choice():
     assert TaskPrompt(types=["Gene"], template="{{Tag}} {types}").text() == "{Tag} Gene"
     with pytest.raises(ValueError, match="types"):
         TaskPrompt(types=[])
+
+
+def test_the_all_type_prompt_is_shown_to_a_share_of_training_documents():
+    import random
+
+    vocab = spacy.blank("en").vocab
+    prompt = configure_task_prompt_v2(TYPES, all_types_rate=0.5)
+    random.seed(0)
+    docs = [Doc(vocab, words=["BRCA1"]) for _ in range(200)]
+    for doc in docs:
+        doc.user_data[ANNOTATES] = ["Disease"]
+    texts = [prompt.for_doc(doc, is_train=True) for doc in docs]
+    n_all = texts.count(prompt.text())
+    assert 60 < n_all < 140 and texts.count("Tag Disease") == len(docs) - n_all
+    # the choice is made once per Doc: its other windows, and the tagger's loss, see the same prompt
+    assert [prompt.for_doc(doc, is_train=True) for doc in docs] == texts
+    assert [doc.user_data[PROMPTED] for doc in docs] == [TYPES if t == prompt.text() else ["Disease"] for t in texts]
+    assert all(prompt.for_doc(doc, is_train=False) == prompt.text() for doc in docs)
+    for rate, expected in ((0.0, "Tag Disease"), (1.0, prompt.text())):
+        doc = Doc(vocab, words=["x"])
+        doc.user_data[ANNOTATES] = ["Disease"]
+        assert TaskPrompt(types=TYPES, all_types_rate=rate).for_doc(doc, is_train=True) == expected
+    with pytest.raises(ConfigValueError, match="all_types_rate"):
+        TaskPrompt(types=TYPES, all_types_rate=1.5)
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "deberta"])
@@ -101,15 +125,17 @@ def test_windows_leave_room_for_the_longest_prompt(tiny, family):
     assert covered == set(range(len(doc)))
 
 
-def make(tiny, train_file, tmp_path=None, window=512):
+def make(tiny, train_file, tmp_path=None, window=512, prompt=None):
     spacy.util.fix_random_seed(0)
     config, _ = fit_schedule(build_config(PROJECT / "configs" / "transformer.cfg", head="tagger", overrides={
         "paths.backbone": str(tiny["bert"]), "paths.train": str(train_file), "paths.dev": str(train_file),
         "training.max_steps": 20, "components.transformer.model.@architectures": "spacy_bioner.TransformerModel.v5",
         "components.transformer.model.get_spans.window": window,
         "components.transformer.model.get_spans.stride": window * 3 // 4}))
-    config["components"]["transformer"]["model"]["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v1",
-                                                                  "types": ["Gene", "Disease"]}
+    config["components"]["transformer"]["model"]["task_prompt"] = prompt or {"@misc": "spacy_bioner.task_prompt.v1",
+                                                                            "types": ["Gene", "Disease"]}
+    if prompt:
+        config["components"]["bioner_tagger"]["partial_labels"] = "partial"
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     from spacy_bioner.corpus.conll import read_docs
 
@@ -175,6 +201,35 @@ def test_prompted_pipeline_trains_predicts_and_survives_save_load(tiny, train_fi
     assert rows_and_alignment(loaded, text)[0] == strings  # the same prompted input
     numpy.testing.assert_allclose(hidden(loaded), before_hidden, atol=1e-5)
     numpy.testing.assert_allclose(tag_scores(loaded), before_scores, atol=1e-5)
+
+
+def test_documents_shown_the_all_type_prompt_learn_their_unannotated_types_as_unknown(tiny, train_file, monkeypatch):
+    from spacy_bioner.pipeline import tagger as tagger_module
+
+    nlp, examples = make(tiny, train_file, prompt={"@misc": "spacy_bioner.task_prompt.v2", "types": ["Gene", "Disease"],
+                                                   "all_types_rate": 1.0})
+    masks = []
+    real = tagger_module.allowed_tags
+
+    def spy(egs, gold, **kwargs):
+        masks.append((list(egs), real(egs, gold, **kwargs)))
+        return masks[-1][1]
+
+    monkeypatch.setattr(tagger_module, "allowed_tags", spy)
+    optimizer = nlp.initialize(lambda: examples)
+    nlp.update(examples, sgd=optimizer, drop=0.0, losses={})
+    egs, mask = masks[-1]
+    assert egs[0].predicted.user_data[PROMPTED] == ["Gene", "Disease"]  # asked for every type ...
+    gene = nlp.get_pipe("bioner_tagger").labels.index("Gene")
+    outside = [i for i, t in enumerate(egs[0].reference) if t.ent_iob_ == "O"]
+    columns = [1 + 2 * gene, 2 + 2 * gene]  # B-Gene, I-Gene (iob2)
+    assert mask is not None and (mask[numpy.ix_(outside, columns)] == 1).all()  # ... so its genes are unknown
+    with_v1, examples = make(tiny, train_file)
+    with_v1.get_pipe("bioner_tagger").partial_labels = "partial"
+    masks.clear()
+    optimizer = with_v1.initialize(lambda: examples)
+    with_v1.update(examples, sgd=optimizer, drop=0.0, losses={})
+    assert masks[-1][0][0].predicted.user_data[PROMPTED] == ["Disease"] and masks[-1][1] is None  # "Tag Disease": O
 
 
 def test_long_documents_keep_the_prompt_in_every_window(tiny, train_file):
@@ -263,8 +318,8 @@ def test_prompt_config_needs_a_mix_and_an_encoder():
     config = build_config("transformer", head="tagger", mix="huner-disease", partial_labels="prompt")
     model = config["components"]["transformer"]["model"]
     assert model["@architectures"] == "spacy_bioner.TransformerModel.v5"
-    assert model["task_prompt"]["types"] == ["Disease"]
-    assert config["components"]["bioner_tagger"]["partial_labels"] == "naive"  # the prompt says what is O
+    assert model["task_prompt"] == {"@misc": "spacy_bioner.task_prompt.v2", "types": ["Disease"], "all_types_rate": 0.5}
+    assert config["components"]["bioner_tagger"]["partial_labels"] == "partial"  # what the prompt did not ask for is O
 
 
 def test_task_prompt_is_rejected_without_fast_alignment():

@@ -6,7 +6,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Linear
 
-from spacy_bioner.corpus.mixes import ANNOTATES
+from spacy_bioner.corpus.mixes import ANNOTATES, PROMPTED
 from spacy_bioner.pipeline.tagger import BioNERTagger, allowed_tags
 
 WORDS = ["BRCA1", "loss", "causes", "breast", "cancer", "."]
@@ -125,3 +125,25 @@ def test_a_fully_annotated_example_in_a_partial_batch_keeps_the_naive_loss():
     loss_mixed, _ = partial.get_loss([full, part], s + s2)
     assert loss_mixed == pytest.approx((loss_full * n_naive + loss_part * n_naive) / n_mixed, rel=1e-5)
     assert loss_full * n_naive > 39  # token 3 alone adds about 40: not clipped at −log 1e-12 ≈ 27.6
+
+
+@pytest.mark.parametrize("scheme", ["iob2", "bilou"])
+def test_a_task_prompt_decides_which_unannotated_types_are_o(scheme):
+    """Prompted with its own types only, a disease-only sentence teaches that genes are O (the prompt did not
+    ask for them: the naive loss); prompted with every type, genes were asked for but not annotated (partial)."""
+    nlp, naive = tagger("naive", scheme)
+    _, partial = tagger("partial", scheme)
+    s = scores(len(naive.tags), seed=5)
+    own = example(nlp, ["Disease"])
+    own.predicted.user_data[PROMPTED] = ["Disease"]
+    every = example(nlp, ["Disease"])
+    every.predicted.user_data[PROMPTED] = ["Disease", "Gene"]
+    loss_n, d_n = naive.get_loss([example(nlp, ["Disease"])], s)
+    loss_own, d_own = partial.get_loss([own], s)
+    assert loss_own == pytest.approx(loss_n, rel=1e-6) and numpy.allclose(d_own[0], d_n[0], atol=1e-7)
+    loss_p, d_p = partial.get_loss([example(nlp, ["Disease"])], s)  # no prompt: every type was asked for
+    loss_every, d_every = partial.get_loss([every], s)
+    assert loss_every == pytest.approx(loss_p, rel=1e-6) and numpy.allclose(d_every[0], d_p[0], atol=1e-7)
+    assert loss_every < loss_n
+    gold = numpy.asarray([0, 0, 0, 1, 2, 0])
+    assert allowed_tags([own], gold, labels=partial.labels, scheme=scheme) is None

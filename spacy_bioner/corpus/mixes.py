@@ -50,6 +50,9 @@ from .sentences import input_copy
 
 #: ``doc.user_data`` key holding the types a Doc's corpus annotates (a sorted list of labels).
 ANNOTATES = "bioner.annotates"
+#: ``Doc.user_data`` key: the types a training window's task prompt asked for (set by the transformer's
+#: training pass, read by the tagger's loss; see :mod:`spacy_bioner.models.prompts`).
+PROMPTED = "bioner.prompted"
 SPLITS = ("train", "dev", "test")
 #: Environment variable that overrides a mix's ``corpora_dir``.
 CORPORA_ENV = "BIONER_CORPORA"
@@ -380,6 +383,12 @@ def relabel(doc: Doc, corpus: MixCorpus) -> Doc:
 def annotated_types(doc: Doc) -> Optional[List[str]]:
     """The types a Doc's corpus annotates (None: not from a mix, i.e. every type the model knows)."""
     value = doc.user_data.get(ANNOTATES)
+    return list(value) if value is not None else None
+
+
+def prompted_types(doc: Doc) -> Optional[List[str]]:
+    """The types a training Doc's task prompt asked for (None: no prompt, i.e. every type)."""
+    value = doc.user_data.get(PROMPTED)
     return list(value) if value is not None else None
 
 

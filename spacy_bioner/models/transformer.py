@@ -362,7 +362,7 @@ def create_transformer_model_v5(
     tokenization_cache: bool = True,
     task_prompt: Optional["TaskPrompt"] = None,  # noqa: F821
 ) -> Model[List[Doc], "FullTransformerBatch"]:  # noqa: F821
-    """``v4`` plus an optional task prompt before every window (``spacy_bioner.task_prompt.v1``): in
+    """``v4`` plus an optional task prompt before every window (``spacy_bioner.task_prompt.v1``/``.v2``): in
     training it names the types the window's corpus annotates, at prediction every type.
 
     name (str): hub name or local folder of the backbone.

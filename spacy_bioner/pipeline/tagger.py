@@ -25,7 +25,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Linear, Model
 from thinc.types import Floats2d
 
-from ..corpus.mixes import annotated_types
+from ..corpus.mixes import annotated_types, prompted_types
 from ..corpus.sentences import sentence_bounds
 from .decoding import HEAD_SCHEMES, marginals, tag_names, tags_to_spans, transition_mask, viterbi
 
@@ -381,8 +381,9 @@ def allowed_tags(examples: Sequence[Example], gold: numpy.ndarray, *, labels: Se
     labels (Sequence[str]): the component's labels.
     scheme (str): ``iob2`` or ``bilou``.
     RETURNS (Optional[numpy.ndarray]): ``(tokens, tags)`` 0/1, with 1 at each ``O`` token's tags of the labels
-        its Example's corpus does not annotate (from ``doc.user_data["bioner.annotates"]``); None when every
-        Example annotates every label.
+        its Example's corpus does not annotate (from ``doc.user_data["bioner.annotates"]``) and, when a task
+        prompt asked for some types only (``"bioner.prompted"``), that it asked for; None when every
+        Example annotates every label it was asked for.
     """
     width = 2 if scheme == "iob2" else 4
     mask: Optional[numpy.ndarray] = None
@@ -390,8 +391,10 @@ def allowed_tags(examples: Sequence[Example], gold: numpy.ndarray, *, labels: Se
     for eg in examples:
         size = len(eg.predicted)
         annotates = annotated_types(eg.reference)
+        asked = prompted_types(eg.predicted)  # a task prompt: the types it did not ask for are O
         if annotates is not None:
-            missing = [k for k, label in enumerate(labels) if label not in annotates]
+            missing = [k for k, label in enumerate(labels)
+                       if label not in annotates and (asked is None or label in asked)]
             if missing:
                 if mask is None:
                     mask = numpy.zeros((len(gold), 1 + width * len(labels)), dtype="float32")

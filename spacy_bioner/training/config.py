@@ -259,9 +259,11 @@ PARTIAL_LABEL_MODES = ("naive", "partial", "prompt")
 def set_partial_labels(config: Config, mode: str) -> Config:
     """Set how the ``bioner_tagger`` learns from partially annotated corpora.
 
-    ``naive`` and ``partial`` are the tagger's loss (``partial_labels``). ``prompt`` keeps the naive loss
-    and gives the transformer a task prompt naming the types each corpus annotates
-    (``spacy_bioner.TransformerModel.v5`` with ``spacy_bioner.task_prompt.v1``, its types the mix's).
+    ``naive`` and ``partial`` are the tagger's loss (``partial_labels``). ``prompt`` gives the transformer a
+    task prompt naming the types each corpus annotates, or for half the training documents every type
+    (``spacy_bioner.TransformerModel.v5`` with ``spacy_bioner.task_prompt.v2``, its types the mix's); the
+    tagger's ``partial`` loss then takes a type the prompt did not ask for as ``O`` and one it asked for
+    but the corpus does not annotate as unknown.
 
     config (Config): a full config with a ``bioner_tagger`` (and, for ``prompt``, a corpus mix and
         ``spacy_bioner.TransformerModel.v4`` or ``.v5``).
@@ -277,7 +279,7 @@ def set_partial_labels(config: Config, mode: str) -> Config:
         raise ConfigValueError("--partial-labels needs the bioner_tagger head (--head tagger); spaCy's ner "
                                "has no partial-label loss")
     for name in names:
-        merged["components"][name]["partial_labels"] = "naive" if mode == "prompt" else mode
+        merged["components"][name]["partial_labels"] = "partial" if mode == "prompt" else mode
     if mode == "prompt":
         merged = add_task_prompt(merged)
     return merged
@@ -307,7 +309,8 @@ def add_task_prompt(config: Config) -> Config:
     merged = Config(config).copy()
     block = merged["components"]["transformer"]["model"]
     block["@architectures"] = "spacy_bioner.TransformerModel.v5"
-    block["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v1", "types": load_mix(mix).types}
+    block["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v2", "types": load_mix(mix).types,
+                             "all_types_rate": 0.5}
     return merged
 
 
