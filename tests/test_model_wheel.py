@@ -51,8 +51,11 @@ def test_staging_drops_training_only_components_of_an_old_pipeline(tiny, tmp_pat
     assert loaded.pipe_names == ["transformer", "bioner_tagger", "doc_cleaner"]
     assert ([(e.start, e.end, e.label_) for e in loaded(TEXT).ents]
             == [(e.start, e.end, e.label_) for e in original(TEXT).ents])
-    # a pipeline without them is copied as it is
+    # a pipeline without them is copied as it is, but for the ONNX graphs --runtime onnx cached beside it
+    (tmp_path / "stage" / "onnx").mkdir()
+    (tmp_path / "stage" / "onnx" / "encoder-fp32.onnx").write_bytes(b"x" * 100)
     assert stage_pipeline(tmp_path / "stage", tmp_path / "again") == []
+    assert not (tmp_path / "again" / "onnx").exists() and (tmp_path / "again" / "transformer").is_dir()
     assert ((tmp_path / "again" / "config.cfg").read_bytes() == (tmp_path / "stage" / "config.cfg").read_bytes())
 
 

@@ -56,9 +56,15 @@ def hidden_states(nlp, texts):
     return hidden[mask]
 
 
+def tag_logits(nlp, texts):
+    """The tagger's scores (logits) for every token of a batch of texts, concatenated."""
+    docs = list(nlp.get_pipe("transformer").pipe(nlp.make_doc(t) for t in texts))
+    return numpy.concatenate([numpy.asarray(s) for s in nlp.get_pipe("bioner_tagger").model.predict(docs)])
+
+
 @needs_onnx
 @pytest.mark.parametrize("family", FAMILIES)
-def test_onnx_hidden_states_and_entities_equal_torch(family, pipelines, tmp_path):
+def test_onnx_hidden_states_logits_and_entities_equal_torch(family, pipelines, tmp_path):
     import spacy
 
     from spacy_bioner.models.inference import speed_up
@@ -75,6 +81,8 @@ def test_onnx_hidden_states_and_entities_equal_torch(family, pipelines, tmp_path
         assert config.relative_attention and config.position_buckets < 20  # relative positions are bucketed
     ours, theirs = hidden_states(onnx_nlp, texts), hidden_states(torch_nlp, texts)
     assert ours.shape == theirs.shape and numpy.abs(ours - theirs).max() < 1e-4
+    ours, theirs = tag_logits(onnx_nlp, texts), tag_logits(torch_nlp, texts)
+    assert ours.shape == theirs.shape and numpy.abs(ours - theirs).max() < 1e-4  # the head's logits too
     for a, b in zip(torch_nlp.pipe(texts), onnx_nlp.pipe(texts)):
         assert [(e.start, e.end, e.label_) for e in a.ents] == [(e.start, e.end, e.label_) for e in b.ents]
 

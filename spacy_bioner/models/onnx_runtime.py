@@ -201,11 +201,15 @@ def quantize_graph(source: Path, target: Path) -> None:
         root.setLevel(level)
 
 
+#: The folder of a pipeline that holds its ONNX graphs (a cache: never packaged).
+CACHE_FOLDER = "onnx"
+
+
 def cache_dir_for(nlp: "Language") -> Path:
     """``<pipeline>/onnx`` when the pipeline was loaded from a writable folder, else the user cache."""
     path = getattr(nlp, "path", None)
     if path is not None and Path(path).is_dir() and os.access(path, os.W_OK):
-        return Path(path) / "onnx"
+        return Path(path) / CACHE_FOLDER
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "spacy_bioner" / "onnx"
 

@@ -215,7 +215,8 @@ def stage_pipeline(model: Path, stage: Path) -> List[str]:
 
     A pipeline trained before they were dropped at save time (its config lists
     ``bioner_adversarial``, which would make loading the wheel need that factory)
-    is loaded without them and written again; any other is copied as is.
+    is loaded without them and written again; any other is copied as is, but for its cache of ONNX
+    graphs (``onnx/``).
 
     model (Path): a pipeline folder.
     stage (Path): the folder to write (must not exist).
@@ -228,7 +229,11 @@ def stage_pipeline(model: Path, stage: Path) -> List[str]:
     config = load_config(model / "config.cfg", interpolate=False)
     names = training_only_components(config)
     if not names and CALLBACK not in config.to_str():
-        shutil.copytree(model, stage)
+        from ..models.onnx_runtime import CACHE_FOLDER
+
+        # the ONNX graphs evaluate/annotate --runtime onnx cached beside it are rebuilt where the wheel runs
+        shutil.copytree(model, stage, ignore=lambda folder, names: [CACHE_FOLDER] if Path(folder) == model and
+                        CACHE_FOLDER in names else [])
         return []
     import spacy
 
