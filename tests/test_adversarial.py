@@ -337,6 +337,21 @@ def test_warmup_steps_are_clean(tiny, train_file):
         assert (losses[NAME] > 0) == (i == 2)
 
 
+def test_a_loop_that_steps_in_nlp_update_is_warned(tiny, train_file):
+    """nlp.update(sgd=optimizer) steps the transformer before the component adds its gradients: say so once."""
+    import warnings
+
+    nlp, examples = make(tiny, train_file, head="tagger")
+    optimizer = nlp.initialize(lambda: examples)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step(nlp, examples, optimizer)  # as spaCy's loop: no warning
+        assert not [w for w in caught if "stepped them already" in str(w.message)]
+        for _ in range(2):
+            nlp.update(examples, sgd=optimizer, drop=0.0, losses={})
+    assert len([w for w in caught if "stepped them already" in str(w.message)]) == 1
+
+
 def predictions(nlp, texts):
     docs = list(nlp.pipe(texts))
     return [[(e.start, e.end, e.label_) for e in d.ents] for d in docs]

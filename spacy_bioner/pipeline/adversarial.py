@@ -28,7 +28,8 @@ The component then
 The loop's ``finish_update`` then takes one step with both. Only loops that update
 with ``sgd=False`` and step afterwards, as spaCy's does, are supported: with
 ``nlp.update(sgd=optimizer)`` each head steps right after its own update, before
-this component adds its gradients. The heads are
+this component adds its gradients, which land in the next step (the component
+warns once when it finds the heads' gradients already zeroed). The heads are
 re-run through their public ``update`` (no private loss API), so any head that
 listens to a ``transformer`` works: spaCy's ``ner`` and ``bioner_tagger``.
 Cost per update: about 2× a clean one for FGSM, K + 1 times for PGD (K + 2
@@ -265,6 +266,7 @@ class AdversarialTraining(Pipe):
         self._interval: List[Any] = [0.0, 0, 0.0]  # ratio × tokens, tokens, max ratio since the last reset
         self._tokens = 0
         self._warned = False
+        self._warned_stepped = False
         self._hook: Any = None
 
     @property
@@ -386,6 +388,12 @@ class AdversarialTraining(Pipe):
         models = [self.nlp.get_pipe(name).model for name in heads]
         params = list(shim._model.parameters())
         clean = take_grads(models, params)
+        if self.n_perturbed < 3 and not self._warned_stepped and heads_were_stepped(clean):
+            self._warned_stepped = True
+            warnings.warn(f"{self.name}: the heads' gradients are all zero before this component's update: the loop "
+                          "stepped them already (nlp.update with sgd=optimizer or sgd=None steps each component "
+                          "as it goes), so the adversarial gradients land in the next step; update with sgd=False "
+                          "and call finish_update afterwards, as spaCy's loop does", UserWarning, stacklevel=2)
         scratch: Dict[str, float] = {}
         try:
             delta = perturbation(s, g, outputs, ascend=lambda d: self._ascent(examples, d, heads, models, params,
@@ -478,6 +486,17 @@ def perturbation(s: AdversarialStrategy, grads: List[Any], outputs: List[Any], *
         delta = adv.pgd_step(delta, g, alpha=alpha, epsilon=eps, norm=s.norm, per=s.per)
         g = None
     return delta if delta is not None else adv.fgsm_delta(grads, epsilon=eps, norm=s.norm, per=s.per)
+
+
+def heads_were_stepped(clean: Dict[Any, Any]) -> bool:
+    """Whether the heads' (thinc) gradients taken after the clean pass are all zero: an optimizer step
+    zeroed them before ``update`` ran.
+
+    clean (Dict[GradKey, array]): what :func:`~spacy_bioner.models.adversarial.take_grads` returned.
+    RETURNS (bool): True when there are thinc gradients and every one is zero.
+    """
+    thinc = [g for key, g in clean.items() if key[0] == "thinc"]
+    return bool(thinc) and not any(bool(abs(g).sum()) for g in thinc)
 
 
 def ascent_gradient(nlp: Language, transformer: Any, hook: Any, examples: List[Example], delta: List[Any],
