@@ -248,3 +248,32 @@ def test_annotate_on_onnx_resumes_as_on_torch(pipelines, tmp_path):
 
     assert read(onnx_out) == read(tmp_path / "torch.jsonl")
     assert len(read(onnx_out)) == 12
+
+
+@needs_onnx
+def test_ray_actors_run_the_onnx_runtime(pipelines, tmp_path):
+    """``annotate --backend ray --runtime onnx``: the actors annotate on ONNX Runtime, as one torch process does."""
+    ray = pytest.importorskip("ray", reason="the ray backend is an optional extra: pip install 'spacy-bioner[ray]'")
+    pytest.importorskip("ray.data")
+    import shutil
+
+    from spacy_bioner.annotate.job import annotate
+
+    records = [{"id": f"d{i}", "text": TEXTS[i % len(TEXTS)] + f" Case {i} ."} for i in range(9)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf8")
+    model = shutil.copytree(pipelines["bert"], tmp_path / "model", ignore=shutil.ignore_patterns("onnx"))
+    annotate(model, src, tmp_path / "torch.jsonl", progress=False)
+    assert not (model / "onnx").exists()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        annotate(model, src, tmp_path / "ray.jsonl", backend="ray", runtime="onnx", shard_size=4, progress=False)
+    finally:
+        ray.shutdown()
+    assert sorted((model / "onnx").glob("*-fp32.onnx"))  # the actors built (and shared) the graph
+
+    def read(path):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+        return sorted((r["id"], [(e["start"], e["end"], e["label"]) for e in r["entities"]]) for r in rows)
+
+    assert read(tmp_path / "ray.jsonl") == read(tmp_path / "torch.jsonl") and len(read(tmp_path / "ray.jsonl")) == 9
