@@ -22,8 +22,9 @@ interval, F1 on seeded noisy copies
 attack on the embeddings (``--attack``, ε of the shipped default, relative per token).
 Time per step is the loop's time less dev scoring and saving; peak RSS from run.json.
 Over seeds, the table shows mean F1 and the union of the seeds' 95 % intervals
-(lowest low to highest high), and the verdict asks that unions do not overlap: a
-stricter test than any one seed's.
+(lowest low to highest high): the verdict asks that a gain's unions do not
+overlap (stricter than any one seed's test) and that mean clean F1 stays above
+none's lowest bound (looser).
 
 Each row's JSON is written to ``--json`` as soon as it finishes, and a row already in
 that file, measured with the same settings, is not run again: a killed run resumes where it stopped. Converted corpora

@@ -2,6 +2,7 @@
 maths, the embedding hook, and the component inside spaCy's update / finish_update with both heads."""
 import math
 
+import numpy
 import pytest
 import spacy
 import torch
@@ -350,6 +351,13 @@ def test_a_loop_that_steps_in_nlp_update_is_warned(tiny, train_file):
         for _ in range(2):
             nlp.update(examples, sgd=optimizer, drop=0.0, losses={})
     assert len([w for w in caught if "stepped them already" in str(w.message)]) == 1
+    # a batch without gold tags has zero gradients everywhere: not a stepped loop
+    from spacy_bioner.pipeline.adversarial import heads_were_stepped
+
+    zeros = {("thinc", 1, "W"): numpy.zeros((2, 2))}
+    assert not heads_were_stepped(zeros, [torch.zeros(3, 4)])
+    assert heads_were_stepped(zeros, [torch.ones(3, 4)])
+    assert not heads_were_stepped({("thinc", 1, "W"): numpy.ones((2, 2))}, [torch.ones(3, 4)])
 
 
 def predictions(nlp, texts):

@@ -266,6 +266,17 @@ def test_init_from_keeps_the_prompt_the_pipeline_was_trained_with(tiny, train_fi
     same = {"components": {"transformer": {"model": {"task_prompt": {"types": ["Gene", "Disease"]}}}}}
     check_task_prompt(same, nlp, pipeline=tmp_path, sourced=["transformer"])
     check_task_prompt(plain, nlp, pipeline=tmp_path, sourced=["bioner_tagger"])  # a fresh transformer: any prompt
+    v2 = {"components": {"transformer": {"model": {"task_prompt": {"@misc": "spacy_bioner.task_prompt.v2",
+                                                                   "types": ["Gene", "Disease"]}}}}}
+    with pytest.raises(ConfigValueError, match="all-type prompt to 0 of training documents.*asks for 0.5"):
+        check_task_prompt(v2, nlp, pipeline=tmp_path, sourced=["transformer"])  # a v1 pipeline, a v2 config
+
+
+def test_an_all_type_prompt_needs_the_partial_loss(tiny, train_file):
+    nlp, examples = make(tiny, train_file, prompt={"@misc": "spacy_bioner.task_prompt.v2", "types": ["Gene", "Disease"]})
+    nlp.get_pipe("bioner_tagger").partial_labels = "naive"
+    with pytest.raises(ConfigValueError, match="partial_labels = \"partial\""):
+        nlp.initialize(lambda: examples)
 
 
 def test_the_test_time_attack_prompts_every_type_as_prediction_does(tiny, train_file):

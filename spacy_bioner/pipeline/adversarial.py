@@ -388,7 +388,7 @@ class AdversarialTraining(Pipe):
         models = [self.nlp.get_pipe(name).model for name in heads]
         params = list(shim._model.parameters())
         clean = take_grads(models, params)
-        if self.n_perturbed < 3 and not self._warned_stepped and heads_were_stepped(clean):
+        if self.n_perturbed < 3 and not self._warned_stepped and heads_were_stepped(clean, g):
             self._warned_stepped = True
             warnings.warn(f"{self.name}: the heads' gradients are all zero before this component's update: the loop "
                           "stepped them already (nlp.update with sgd=optimizer or sgd=None steps each component "
@@ -488,15 +488,19 @@ def perturbation(s: AdversarialStrategy, grads: List[Any], outputs: List[Any], *
     return delta if delta is not None else adv.fgsm_delta(grads, epsilon=eps, norm=s.norm, per=s.per)
 
 
-def heads_were_stepped(clean: Dict[Any, Any]) -> bool:
-    """Whether the heads' (thinc) gradients taken after the clean pass are all zero: an optimizer step
-    zeroed them before ``update`` ran.
+def heads_were_stepped(clean: Dict[Any, Any], grads: Sequence[Any]) -> bool:
+    """Whether the heads' (thinc) gradients taken after the clean pass are all zero although the loss
+    reached the embeddings: an optimizer step zeroed them before ``update`` ran (a batch whose tokens
+    all lack gold tags has zero gradients everywhere, and is not that).
 
     clean (Dict[GradKey, array]): what :func:`~spacy_bioner.models.adversarial.take_grads` returned.
-    RETURNS (bool): True when there are thinc gradients and every one is zero.
+    grads (Sequence[array]): the loss gradient at the embedding output, per (sub-)batch.
+    RETURNS (bool): True when the embeddings' gradient is not zero and every thinc gradient is.
     """
     thinc = [g for key, g in clean.items() if key[0] == "thinc"]
-    return bool(thinc) and not any(bool(abs(g).sum()) for g in thinc)
+    if not thinc or any(bool(abs(g).sum()) for g in thinc):
+        return False
+    return any(bool(abs(g).sum()) for g in grads)
 
 
 def ascent_gradient(nlp: Language, transformer: Any, hook: Any, examples: List[Example], delta: List[Any],
@@ -531,10 +535,11 @@ def prediction_input(doc: Doc) -> Doc:
     doc (Doc): an Example's predicted Doc.
     RETURNS (Doc): the copy.
     """
-    from ..corpus.mixes import ANNOTATES
+    from ..corpus.mixes import ANNOTATES, PROMPTED
 
     copy = doc.copy()
     copy.user_data.pop(ANNOTATES, None)
+    copy.user_data.pop(PROMPTED, None)
     return copy
 
 

@@ -26,6 +26,7 @@ from thinc.api import Config, Linear, Model
 from thinc.types import Floats2d
 
 from ..corpus.mixes import annotated_types, prompted_types
+from ..errors import ConfigValueError
 from ..corpus.sentences import sentence_bounds
 from .decoding import HEAD_SCHEMES, marginals, tag_names, tags_to_spans, transition_mask, viterbi
 
@@ -311,6 +312,7 @@ class BioNERTagger(TrainablePipe):
                    labels: Optional[Sequence[str]] = None) -> None:
         """Take the labels from the data (or ``labels``), size the output layer, initialise the model."""
         validate_get_examples(get_examples, "BioNERTagger.initialize")
+        check_prompt_loss(nlp, partial_labels=self.partial_labels, name=self.name)
         if labels is None:
             labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
         for label in labels:
@@ -320,6 +322,28 @@ class BioNERTagger(TrainablePipe):
         self.model.get_ref("output").set_dim("nO", len(self.tags))
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
+
+
+def check_prompt_loss(nlp: Optional[Language], *, partial_labels: str, name: str) -> None:
+    """A transformer that shows the all-type prompt to training documents needs the ``partial`` loss.
+
+    Those documents' unannotated types were asked for but not answered; the ``naive`` loss would teach
+    the prediction prompt that they are ``O``.
+
+    nlp (Optional[Language]): the pipeline being initialized.
+    partial_labels (str): the tagger's setting.
+    name (str): the tagger's name (for the message).
+    RAISES ConfigValueError: a prompt with ``all_types_rate > 0`` and a ``naive`` tagger.
+    """
+    if nlp is None or partial_labels == "partial":
+        return
+    for pipe_name, pipe in nlp.pipeline:
+        prompt = getattr(getattr(pipe, "model", None), "attrs", {}).get("task_prompt")
+        if prompt is not None and getattr(prompt, "all_types_rate", 0.0) > 0:
+            raise ConfigValueError(f"{name}: {pipe_name}'s task prompt shows every type to "
+                                   f"{prompt.all_types_rate:g} of training documents, whose unannotated types "
+                                   f"are unknown, not O: set components.{name}.partial_labels = \"partial\" "
+                                   "(or all_types_rate = 0)")
 
 
 def _host(array) -> numpy.ndarray:

@@ -50,7 +50,16 @@ def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List
     theirs = nlp.get_pipe("transformer").model.attrs.get("task_prompt")
     want_types = list(wanted.get("types") or []) if isinstance(wanted, dict) else None
     want_template = (wanted.get("template") if isinstance(wanted, dict) else None) or "Tag {types}"
+    want_rate = 0.0
+    if isinstance(wanted, dict):  # task_prompt.v2 defaults to 0.5, v1 has no all-type share
+        want_rate = float(wanted.get("all_types_rate", 0.5 if str(wanted.get("@misc", "")).endswith(".v2") else 0.0))
     have = (theirs.types, theirs.template) if theirs is not None else None
+    have_rate = float(getattr(theirs, "all_types_rate", 0.0)) if theirs is not None else 0.0
+    if have is not None and have == (want_types, want_template) and have_rate != want_rate:
+        raise ConfigValueError(f"--init-from {pipeline}: its task prompt shows the all-type prompt to "
+                               f"{have_rate:g} of training documents, the config asks for {want_rate:g}; "
+                               "continue with the pipeline's own setting (components.transformer.model."
+                               "task_prompt.all_types_rate)")
     if (want_types, want_template) != (have or (None, "Tag {types}")):
         describe = (lambda types: f"a task prompt over {', '.join(types)}" if types else "no task prompt")
         raise ConfigValueError(f"--init-from {pipeline}: its transformer reads {describe(have[0] if have else None)}, "
