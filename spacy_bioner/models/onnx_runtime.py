@@ -211,7 +211,7 @@ def cache_dir_for(nlp: "Language") -> Path:
     if path is not None and Path(path).is_dir() and os.access(path, os.W_OK):
         return Path(path) / CACHE_FOLDER
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "spacy_bioner" / "onnx"
+    return base / "spacy_bioner" / CACHE_FOLDER
 
 
 def build_graph(module: Any, cache_dir: Path, *, int8: bool = False) -> Tuple[Path, Dict[str, Any]]:

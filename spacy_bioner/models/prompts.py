@@ -38,6 +38,8 @@ from .tokenization import encode_pairs, pad_batch
 
 #: The default prompt text; ``{types}`` is the requested types, joined by ", ".
 TEMPLATE = "Tag {types}"
+#: ``task_prompt.v2``'s default share of training Docs shown the all-type prompt.
+ALL_TYPES_RATE = 0.5
 
 
 class TaskPrompt:
@@ -82,8 +84,8 @@ class TaskPrompt:
         """The prompt for a window of ``doc``: in training its corpus's annotated types (or, for a share
         ``all_types_rate`` of Docs, every type), every type otherwise.
 
-        The training choice is made once per Doc and recorded in ``doc.user_data["bioner.prompted"]``
-        (the tagger's loss reads it).
+        The training choice is drawn once per Doc a training pass sees and recorded in
+        ``doc.user_data["bioner.prompted"]`` (its other windows and the tagger's loss read it).
 
         doc (Doc): the window's document.
         is_train (bool): a training pass (the only one that reads the Doc's annotated types).
@@ -147,7 +149,8 @@ def configure_task_prompt(types: List[str], template: str = TEMPLATE) -> TaskPro
 
 
 @registry.misc("spacy_bioner.task_prompt.v2")
-def configure_task_prompt_v2(types: List[str], template: str = TEMPLATE, all_types_rate: float = 0.5) -> TaskPrompt:
+def configure_task_prompt_v2(types: List[str], template: str = TEMPLATE,
+                             all_types_rate: float = ALL_TYPES_RATE) -> TaskPrompt:
     """``v1`` that also shows the prediction prompt (every type) to a share of training documents.
 
     types (List[str]): every type the model tags, in the order the prompt names them.

@@ -181,4 +181,3 @@ def pad_batch(tokenizer: Any, rows: Sequence[Encoding], *, pieces: Optional[Dict
     batch["input_texts"] = strings
     batch["pad_token"] = tokenizer.pad_token
     return batch
-

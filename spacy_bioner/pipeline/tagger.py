@@ -26,8 +26,8 @@ from thinc.api import Config, Linear, Model
 from thinc.types import Floats2d
 
 from ..corpus.mixes import annotated_types, prompted_types
-from ..errors import ConfigValueError
 from ..corpus.sentences import sentence_bounds
+from ..errors import ConfigValueError
 from .decoding import HEAD_SCHEMES, marginals, tag_names, tags_to_spans, transition_mask, viterbi
 
 #: Default ``doc.spans`` key where the tagger puts its entities with their confidences.

@@ -292,6 +292,7 @@ def add_task_prompt(config: Config) -> Config:
     RETURNS (Config): a new config.
     """
     from ..corpus.mixes import load_mix
+    from ..models.prompts import ALL_TYPES_RATE
 
     mix = config.get("paths", {}).get("mix")
     if not mix:
@@ -310,7 +311,7 @@ def add_task_prompt(config: Config) -> Config:
     block = merged["components"]["transformer"]["model"]
     block["@architectures"] = "spacy_bioner.TransformerModel.v5"
     block["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v2", "types": load_mix(mix).types,
-                             "all_types_rate": 0.5}
+                             "all_types_rate": ALL_TYPES_RATE}
     return merged
 
 

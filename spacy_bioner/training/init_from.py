@@ -51,8 +51,11 @@ def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List
     want_types = list(wanted.get("types") or []) if isinstance(wanted, dict) else None
     want_template = (wanted.get("template") if isinstance(wanted, dict) else None) or "Tag {types}"
     want_rate = 0.0
-    if isinstance(wanted, dict):  # task_prompt.v2 defaults to 0.5, v1 has no all-type share
-        want_rate = float(wanted.get("all_types_rate", 0.5 if str(wanted.get("@misc", "")).endswith(".v2") else 0.0))
+    if isinstance(wanted, dict):  # task_prompt.v2 has a default all-type share, v1 none
+        from ..models.prompts import ALL_TYPES_RATE
+
+        v2 = str(wanted.get("@misc", "")).endswith(".v2")
+        want_rate = float(wanted.get("all_types_rate", ALL_TYPES_RATE if v2 else 0.0))
     have = (theirs.types, theirs.template) if theirs is not None else None
     have_rate = float(getattr(theirs, "all_types_rate", 0.0)) if theirs is not None else 0.0
     if have is not None and have == (want_types, want_template) and have_rate != want_rate:
