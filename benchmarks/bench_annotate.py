@@ -23,7 +23,7 @@ words/s, peak RSS and the error-file count.
     python benchmarks/bench_annotate.py --model training/demo/model-best
     python benchmarks/bench_annotate.py --model training/t2v/model-best --scale 100000 --n-process 2
     python benchmarks/bench_annotate.py --model M --scale 100000 --chunks 4 --n-process 2 --runtime onnx --int8 \
-        --json benchmarks/results/bench_annotate_scale_onnx.json
+        --json benchmarks/results/bench_annotate_scale_onnx_100k.json
 """
 import argparse
 import json
