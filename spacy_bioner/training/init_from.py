@@ -49,11 +49,11 @@ def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List
     wanted = block.get("task_prompt") if isinstance(block, dict) else None
     theirs = nlp.get_pipe("transformer").model.attrs.get("task_prompt")
     want_types = list(wanted.get("types") or []) if isinstance(wanted, dict) else None
-    want_template = (wanted.get("template") if isinstance(wanted, dict) else None) or "Tag {types}"
+    from ..models.prompts import ALL_TYPES_RATE, TEMPLATE
+
+    want_template = (wanted.get("template") if isinstance(wanted, dict) else None) or TEMPLATE
     want_rate = 0.0
     if isinstance(wanted, dict):  # task_prompt.v2 has a default all-type share, v1 none
-        from ..models.prompts import ALL_TYPES_RATE
-
         v2 = str(wanted.get("@misc", "")).endswith(".v2")
         want_rate = float(wanted.get("all_types_rate", ALL_TYPES_RATE if v2 else 0.0))
     have = (theirs.types, theirs.template) if theirs is not None else None
