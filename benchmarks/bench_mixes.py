@@ -181,10 +181,11 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
             few = exposed.get(name, {}).get("in_corpus", {}).get(name)
             out.append(f"| {name} | {', '.join(mine['types'])} | {ci(mine)} | {ci(shared)} | "
                        f"{100 * (shared['strict'] - mine['strict']):+.2f} | "
-                       + (f"{ci(few)} ({exposed[name]['steps']}) | {100 * (shared['strict'] - few['strict']):+.2f} |"
+                       + (f"{ci(few)} ({exposed[name].get('max_steps', exposed[name]['steps'])}) | {100 * (shared['strict'] - few['strict']):+.2f} |"
                           if few else "– | |"))
         out += ["", "(Δ: all-in-one minus single-corpus. The exposure column trains the single-corpus model on "
-                "only as many sentences of its corpus as the all-in-one model drew from it.)", ""]
+                "only as many sentences of its corpus as the all-in-one model drew from it; its learning-rate "
+                "schedule is compressed into those steps.)", ""]
     per_type_rows = {t: rows.get(f"type/{t}") for t in TYPES}
     if any(per_type_rows.values()):
         out += ["### The poster's table: per-type models, macro strict F1 over the corpora of each type", "",
