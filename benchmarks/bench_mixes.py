@@ -148,6 +148,20 @@ def pct(x: Optional[float]) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
+def of_kind(rows: Dict[str, Dict[str, Any]], kind: str) -> Dict[str, Dict[str, Any]]:
+    """The rows ``<kind>/<name>`` (e.g. ``single``), by name."""
+    return {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith(f"{kind}/")}
+
+
+def best_single(singles: Dict[str, Dict[str, Any]], corpus: str, label: str) -> Optional[tuple]:
+    """(lenient F1, corpus name) of the best single-corpus model on held-out ``corpus`` for ``label``, among the
+    models whose corpus annotates ``label``; None if there is none."""
+    found = [(s["heldout"].get(corpus, {}).get("per_type", {}).get(label, {}).get("lenient"), name)
+             for name, s in singles.items() if any(label in c["types"] for c in s["in_corpus"].values())]
+    found = [(v, n) for v, n in found if v is not None]
+    return max(found) if found else None
+
+
 def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
     out = [f"MiniLM ({args.backbone}), bioner_tagger, {args.steps} steps × {args.batch_size} sentences per row, "
            f"seed {args.seed}; F1 in %.", ""]
@@ -165,8 +179,7 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
             out.append(f"| {t or 'all corpora (macro)'} | {pct(a)} | {pct(b)} | {delta(a, b)} | {pct(c)} | "
                        f"{delta(a, c)} |")
         out.append("")
-    singles = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("single/")}
-    exposed = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("exposure/")}
+    singles, exposed = of_kind(rows, "single"), of_kind(rows, "exposure")
     if singles and partial:
         def ci(c: Dict[str, Any]) -> str:
             return f"{pct(c['strict'])} ({pct(c['low'])}–{pct(c['high'])})"
@@ -181,8 +194,8 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
             few = exposed.get(name, {}).get("in_corpus", {}).get(name)
             out.append(f"| {name} | {', '.join(mine['types'])} | {ci(mine)} | {ci(shared)} | "
                        f"{100 * (shared['strict'] - mine['strict']):+.2f} | "
-                       + (f"{ci(few)} ({exposed[name].get('max_steps', exposed[name]['steps'])}) | {100 * (shared['strict'] - few['strict']):+.2f} |"
-                          if few else "– | |"))
+                       + (f"{ci(few)} ({exposed[name].get('max_steps')}) | "
+                          f"{100 * (shared['strict'] - few['strict']):+.2f} |" if few else "– | |"))
         out += ["", "(Δ: all-in-one minus single-corpus. The exposure column trains the single-corpus model on "
                 "only as many sentences of its corpus as the all-in-one model drew from it; its learning-rate "
                 "schedule is compressed into those steps.)", ""]
@@ -208,10 +221,7 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
             def cell(row):
                 c = row["heldout"].get(corpus, {}).get("per_type", {}).get(t) if row else None
                 return f"{pct(c['lenient'])} ({pct(c['strict'])})" if c else "–"
-            candidates = [(s["heldout"].get(corpus, {}).get("per_type", {}).get(t, {}).get("lenient"), name)
-                          for name, s in singles.items() if t in sum((c["types"] for c in s["in_corpus"].values()), [])]
-            candidates = [(v, n) for v, n in candidates if v is not None]
-            best = max(candidates) if candidates else None
+            best = best_single(singles, corpus, t)
             published = PUBLISHED.get((corpus, t))
             if not any(r and r["heldout"].get(corpus, {}).get("per_type", {}).get(t) for r in rows.values()):
                 continue
@@ -241,7 +251,7 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
         out.append(f"{mode} vs naive: {worst} (naive's weakest type) {100 * (gain or 0):+.2f} F1, overall "
                    f"{'–' if overall is None else f'{100 * overall:+.2f}'}: {'met' if met else 'not met'}")
     partial = rows.get("all/partial")
-    singles = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("single/")}
+    singles = of_kind(rows, "single")
     if partial and singles:
         lost = []
         for name, s in singles.items():
@@ -250,23 +260,20 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
                 lost.append(name)
         out.append(f"all-in-one within 1 F1 (or overlapping CIs) of each single-corpus model: "
                    f"{'met' if not lost else 'not met (' + ', '.join(lost) + ')'}")
-        exposed = {k.split("/", 1)[1]: v for k, v in rows.items() if k.startswith("exposure/")}
-        deltas = [partial["in_corpus"][n]["strict"] - e["in_corpus"][n]["strict"] for n, e in exposed.items()
-                  if n in partial["in_corpus"] and n in e["in_corpus"]]
+        deltas = [partial["in_corpus"][n]["strict"] - e["in_corpus"][n]["strict"]
+                  for n, e in of_kind(rows, "exposure").items() if n in partial["in_corpus"] and n in e["in_corpus"]]
         if deltas:
             out.append(f"(diagnostic) all-in-one vs single-corpus at the all-in-one's exposure to that corpus: mean "
                        f"{100 * statistics.fmean(deltas):+.2f} F1 over {len(deltas)} corpus(es)")
-        for label, model_of in (("all-in-one", lambda t: partial), ("per-type", lambda t: rows.get(f"type/{t}"))):
+        for label, models in (("all-in-one", {t: partial for t in TYPES}),
+                              ("per-type", {t: rows.get(f"type/{t}") for t in TYPES})):
             gains = []
             for corpus in ("BioNLP13CG", "CRAFT"):
                 for t in TYPES:
-                    row = model_of(t)
-                    mine = row["heldout"].get(corpus, {}).get("per_type", {}).get(t) if row else None
-                    best = [s["heldout"].get(corpus, {}).get("per_type", {}).get(t, {}).get("lenient")
-                            for s in singles.values() if t in sum((c["types"] for c in s["in_corpus"].values()), [])]
-                    best = [b for b in best if b is not None]
+                    mine = models[t]["heldout"].get(corpus, {}).get("per_type", {}).get(t) if models[t] else None
+                    best = best_single(singles, corpus, t)
                     if mine and best:
-                        gains.append(mine["lenient"] - max(best))
+                        gains.append(mine["lenient"] - best[0])
             if gains:
                 mean = statistics.fmean(gains)
                 out.append(f"cross-corpus: {label} vs the best single-corpus model of each type, mean lenient "
@@ -338,14 +345,17 @@ def main() -> None:
                         help="throughput: a pipeline of the rows' backbone and head to time where a row's model is gone")
     args = parser.parse_args()
     done: Dict[str, Dict[str, Any]] = {}
+    kept: Dict[str, Any] = {}  # markdown, throughput, goals of the last complete run: kept until replaced
     if args.json and args.json.exists():
-        done = {r["id"]: r for r in json.loads(args.json.read_text(encoding="utf8")).get("rows", [])}
+        previous = json.loads(args.json.read_text(encoding="utf8"))
+        done = {r["id"]: r for r in previous.get("rows", [])}
+        kept = {k: previous[k] for k in ("markdown", "throughput", "goals") if k in previous}
 
-    def save(**extra: Any) -> None:
+    def save() -> None:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                             "rows": list(done.values()), **extra}, indent=2) + "\n")
+                                             "rows": list(done.values()), **kept}, indent=2) + "\n")
 
     for row in plan(args):
         if row["id"] in done and done[row["id"]].get("settings") == settings(args) and \
@@ -354,7 +364,7 @@ def main() -> None:
         done[row["id"]] = train_and_score(row, args)
         save()
     text = tables(done, args)
-    speed = throughput(done, args)
+    speed = throughput(done, args) or kept.get("throughput")  # none timed this run: the last one stands
     if speed:
         text += (f"\nThroughput over {speed['docs']} test documents: all-in-one "
                  f"{speed['docs_per_second']['all-in-one']:.1f} docs/s, five per-type pipelines "
@@ -364,7 +374,8 @@ def main() -> None:
     verdict = goals(done, speed)
     text += "\n### Goals\n\n" + "\n".join(f"- {line}" for line in verdict) + "\n"
     print(text)
-    save(markdown=text, throughput=speed, goals=verdict)
+    kept.update(markdown=text, throughput=speed, goals=verdict)
+    save()
 
 
 if __name__ == "__main__":
