@@ -234,8 +234,10 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
                        f"{'–' if best is None else f'{pct(best[0])} ({best[1]})'} | "
                        f"{'–' if not each else f'{pct(statistics.fmean(v for v, _ in each))} ({len(each)})'} | "
                        + " | ".join(f"{v:.2f}" if published else "–" for v in (published or (None,) * 3)) + " |")
-    out += ["", "(Best single-corpus: the single-corpus model of that type scoring highest on the held-out corpus "
-            "itself, an oracle choice; mean: over the n single-corpus models whose corpus annotates the type.)", ""]
+    out.append("")
+    if singles:
+        out += ["(Best single-corpus: the single-corpus model of that type scoring highest on the held-out corpus "
+                "itself, an oracle choice; mean: over the n single-corpus models whose corpus annotates the type.)", ""]
     return "\n".join(out)
 
 
@@ -287,7 +289,7 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
                 out.append(f"cross-corpus: {label} vs the best single-corpus model of each type, mean lenient "
                            f"{100 * mean:+.2f} F1 over {len(gains)} corpus × type cell(s): "
                            f"{'met' if mean >= 0.05 else 'not met'} (goal +5)")
-                out.append(f"(diagnostic) cross-corpus: {label} vs the mean single-corpus model of each type, mean "
+                out.append(f"(diagnostic) cross-corpus: {label} vs the mean over the single-corpus models of each type, "
                            f"lenient {100 * statistics.fmean(typical):+.2f} F1 over the same cells")
     if speed:
         stood = f" (stand-ins timed for {', '.join(speed['stand_ins'])})" if speed.get("stand_ins") else ""
