@@ -155,16 +155,11 @@ def of_kind(rows: Dict[str, Dict[str, Any]], kind: str) -> Dict[str, Dict[str, A
 
 def singles_on(singles: Dict[str, Dict[str, Any]], corpus: str, label: str) -> List[tuple]:
     """(lenient F1, corpus name) of each single-corpus model on held-out ``corpus`` for ``label``, among the
-    models whose corpus annotates ``label``."""
+    models whose corpus annotates ``label``; their ``max`` is the best single-corpus model, picked on the
+    held-out corpus itself (an oracle)."""
     found = [(s["heldout"].get(corpus, {}).get("per_type", {}).get(label, {}).get("lenient"), name)
              for name, s in singles.items() if any(label in c["types"] for c in s["in_corpus"].values())]
     return [(v, n) for v, n in found if v is not None]
-
-
-def best_single(singles: Dict[str, Dict[str, Any]], corpus: str, label: str) -> Optional[tuple]:
-    """The best of :func:`singles_on` (picked on the held-out corpus itself: an oracle), or None."""
-    found = singles_on(singles, corpus, label)
-    return max(found) if found else None
 
 
 def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
@@ -226,7 +221,8 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
             def cell(row):
                 c = row["heldout"].get(corpus, {}).get("per_type", {}).get(t) if row else None
                 return f"{pct(c['lenient'])} ({pct(c['strict'])})" if c else "–"
-            best, each = best_single(singles, corpus, t), singles_on(singles, corpus, t)
+            each = singles_on(singles, corpus, t)
+            best = max(each, default=None)
             published = PUBLISHED.get((corpus, t))
             if not any(r and r["heldout"].get(corpus, {}).get("per_type", {}).get(t) for r in rows.values()):
                 continue
@@ -280,7 +276,8 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
             for corpus in ("BioNLP13CG", "CRAFT"):
                 for t in TYPES:
                     mine = models[t]["heldout"].get(corpus, {}).get("per_type", {}).get(t) if models[t] else None
-                    best, each = best_single(singles, corpus, t), singles_on(singles, corpus, t)
+                    each = singles_on(singles, corpus, t)
+                    best = max(each, default=None)
                     if mine and best:
                         gains.append(mine["lenient"] - best[0])
                         typical.append(mine["lenient"] - statistics.fmean(v for v, _ in each))
