@@ -19,7 +19,9 @@ lenient F1) and on ``huner-heldout`` (BioNLP13CG, CRAFT: corpora no row trained 
 * ``single/<corpus>``: one tagger per corpus of ``huner``, on that corpus alone;
 * ``exposure/<corpus>``: the same, for only as many steps as the all-in-one tagger spends on that corpus
   (``--steps`` × its sampling probability in ``huner``), which separates what sharing costs from what
-  the smaller per-corpus budget costs. Not in the default plan: ``--rows exposure``.
+  the smaller per-corpus budget costs. Not in the default plan: ``--rows exposure``;
+* ``budget/partial``: ``all/partial`` for ``--budget-factor`` × ``--steps`` steps, which shows whether what the
+  all-in-one tagger loses at the shared budget closes with more steps. Not in the default plan: ``--rows budget``.
 
 Tables: per type, naive vs partial (macro F1 over the corpora annotating it);
 each corpus's own test split, single-corpus vs all-in-one; cross-corpus on the
@@ -79,8 +81,10 @@ def plan(args) -> List[Dict[str, Any]]:
         summary = mix_summary(mix, vocab=spacy.blank("en").vocab, limit=args.limit)
         rows += [{"id": f"exposure/{c['name']}", "mix": "huner", "partial": "naive", "corpora": [c["name"]],
                   "max_steps": max(1, round(args.steps * c["probability"]))} for c in summary["corpora"]]
-    if not wanted:  # the default plan: all but the exposure rows
-        return [r for r in rows if not r["id"].startswith("exposure/")]
+    rows.append({"id": "budget/partial", "mix": "huner", "partial": "partial",
+                 "max_steps": args.steps * args.budget_factor})
+    if not wanted:  # the default plan: all but the exposure and budget rows
+        return [r for r in rows if not r["id"].startswith(("exposure/", "budget/"))]
     return [r for r in rows if r["id"] in wanted or r["id"].split("/")[0] in wanted]
 
 
@@ -162,6 +166,35 @@ def singles_on(singles: Dict[str, Dict[str, Any]], corpus: str, label: str) -> L
     return [(v, n) for v, n in found if v is not None]
 
 
+def lost_on(model: Dict[str, Any], singles: Dict[str, Dict[str, Any]]) -> List[str]:
+    """The corpora whose single-corpus model ``model`` trails by more than 1 F1 with the intervals apart."""
+    lost = []
+    for name, s in singles.items():
+        mine, shared = s["in_corpus"].get(name), model["in_corpus"].get(name)
+        if mine and shared and shared["strict"] < mine["strict"] - 0.01 and shared["high"] < mine["low"]:
+            lost.append(name)
+    return lost
+
+
+def cross_gains(models: Dict[str, Optional[Dict[str, Any]]], singles: Dict[str, Dict[str, Any]]) -> tuple:
+    """Lenient F1 of ``models`` (type → row) on each held-out corpus × type cell minus the best single-corpus
+    model of that type (oracle), and minus the mean over them: two lists over the same cells."""
+    gains, typical = [], []
+    for corpus in ("BioNLP13CG", "CRAFT"):
+        for t in TYPES:
+            mine = models[t]["heldout"].get(corpus, {}).get("per_type", {}).get(t) if models.get(t) else None
+            each = singles_on(singles, corpus, t)
+            if mine and each:
+                gains.append(mine["lenient"] - max(each)[0])
+                typical.append(mine["lenient"] - statistics.fmean(v for v, _ in each))
+    return gains, typical
+
+
+def ci(c: Dict[str, Any]) -> str:
+    """Strict F1 and its bootstrap interval, in %."""
+    return f"{pct(c['strict'])} ({pct(c['low'])}–{pct(c['high'])})"
+
+
 def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
     out = [f"MiniLM ({args.backbone}), bioner_tagger, {args.steps} steps × {args.batch_size} sentences per row, "
            f"seed {args.seed}; F1 in %.", ""]
@@ -181,9 +214,6 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
         out.append("")
     singles, exposed = of_kind(rows, "single"), of_kind(rows, "exposure")
     if singles and partial:
-        def ci(c: Dict[str, Any]) -> str:
-            return f"{pct(c['strict'])} ({pct(c['low'])}–{pct(c['high'])})"
-
         out += ["### Each corpus's own test split: single-corpus model vs all-in-one (partial), strict F1 (95 % CI)", "",
                 "| corpus | types | single-corpus | all-in-one | Δ | single-corpus at the all-in-one's exposure "
                 "(steps) | Δ |", "|---|---|---|---|---:|---|---:|"]
@@ -199,6 +229,24 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
         out += ["", "(Δ: all-in-one minus single-corpus. The exposure column trains the single-corpus model on "
                 "only as many sentences of its corpus as the all-in-one model drew from it; its learning-rate "
                 "schedule is compressed into those steps.)", ""]
+    budget = rows.get("budget/partial")
+    if singles and partial and budget:
+        steps = budget["max_steps"]
+        out += [f"### Budget: the all-in-one tagger (partial) at {args.steps} and {steps} steps, "
+                "strict F1 (95 % CI)", "",
+                f"| corpus | single-corpus | all-in-one ({args.steps}) | all-in-one ({steps}) | Δ |",
+                "|---|---|---|---|---:|"]
+        for name, s in singles.items():
+            mine, shared, more = (r["in_corpus"].get(name) for r in (s, partial, budget))
+            if mine and shared and more:
+                out.append(f"| {name} | {ci(mine)} | {ci(shared)} | {ci(more)} | "
+                           f"{100 * (more['strict'] - mine['strict']):+.2f} |")
+        few, many = (cross_gains({t: r for t in TYPES}, singles)[0] for r in (partial, budget))
+        out += ["", f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}. Cross-corpus, "
+                "the all-in-one minus the best single-corpus model of each type, mean lenient F1 over the held-out "
+                f"cells: {100 * statistics.fmean(few):+.2f} at {args.steps} steps, "
+                f"{100 * statistics.fmean(many):+.2f} at {steps}.)" if few and many else
+                f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}.)", ""]
     per_type_rows = {t: rows.get(f"type/{t}") for t in TYPES}
     if any(per_type_rows.values()):
         out += ["### The poster's table: per-type models, macro strict F1 over the corpora of each type", "",
@@ -258,13 +306,15 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
     partial = rows.get("all/partial")
     singles = of_kind(rows, "single")
     if partial and singles:
-        lost = []
-        for name, s in singles.items():
-            mine, shared = s["in_corpus"].get(name), partial["in_corpus"].get(name)
-            if mine and shared and shared["strict"] < mine["strict"] - 0.01 and shared["high"] < mine["low"]:
-                lost.append(name)
+        lost = lost_on(partial, singles)
         out.append(f"all-in-one within 1 F1 (or overlapping CIs) of each single-corpus model: "
                    f"{'met' if not lost else 'not met (' + ', '.join(lost) + ')'}")
+        budget = rows.get("budget/partial")
+        if budget:
+            lost = lost_on(budget, singles)
+            out.append(f"(diagnostic) all-in-one at {budget['max_steps']} steps within 1 F1 (or overlapping CIs) of "
+                       f"each single-corpus model: "
+                       + ("yes" if not lost else f"behind on {len(lost)} ({', '.join(lost)})"))
         deltas = [partial["in_corpus"][n]["strict"] - e["in_corpus"][n]["strict"]
                   for n, e in of_kind(rows, "exposure").items() if n in partial["in_corpus"] and n in e["in_corpus"]]
         if deltas:
@@ -272,15 +322,7 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
                        f"{100 * statistics.fmean(deltas):+.2f} F1 over {len(deltas)} corpus(es)")
         for label, models in (("all-in-one", {t: partial for t in TYPES}),
                               ("per-type", {t: rows.get(f"type/{t}") for t in TYPES})):
-            gains, typical = [], []
-            for corpus in ("BioNLP13CG", "CRAFT"):
-                for t in TYPES:
-                    mine = models[t]["heldout"].get(corpus, {}).get("per_type", {}).get(t) if models[t] else None
-                    each = singles_on(singles, corpus, t)
-                    best = max(each, default=None)
-                    if mine and best:
-                        gains.append(mine["lenient"] - best[0])
-                        typical.append(mine["lenient"] - statistics.fmean(v for v, _ in each))
+            gains, typical = cross_gains(models, singles)
             if gains:
                 mean = statistics.fmean(gains)
                 out.append(f"cross-corpus: {label} vs the best single-corpus model of each type, mean lenient "
@@ -288,6 +330,11 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
                            f"{'met' if mean >= 0.05 else 'not met'} (goal +5)")
                 out.append(f"(diagnostic) cross-corpus: {label} vs the mean over the single-corpus models of each type, "
                            f"lenient {100 * statistics.fmean(typical):+.2f} F1 over the same cells")
+        if budget:
+            gains, _ = cross_gains({t: budget for t in TYPES}, singles)
+            if gains:
+                out.append(f"(diagnostic) cross-corpus: all-in-one at {budget['max_steps']} steps vs the best single-corpus "
+                           f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1")
     if speed:
         stood = f" (stand-ins timed for {', '.join(speed['stand_ins'])})" if speed.get("stand_ins") else ""
         out.append(f"throughput: all-in-one {speed['speed_up']:.2f}× five per-type pipelines{stood}: "
@@ -346,6 +393,7 @@ def main() -> None:
     parser.add_argument("--dev-limit", type=int, default=200, help="dev documents per corpus (dev scoring cost)")
     parser.add_argument("--test-limit", type=int, default=500, help="test documents per corpus (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget-factor", type=int, default=4, help="budget/partial: this many times --steps")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--rows", nargs="*", help="only these rows (ids, or all / type / single)")
     parser.add_argument("--corpora-dir", type=Path, default=CORPORA)
@@ -368,6 +416,7 @@ def main() -> None:
 
     for row in plan(args):
         if row["id"] in done and done[row["id"]].get("settings") == settings(args) and \
+                done[row["id"]].get("max_steps") == row.get("max_steps") and \
                 (row["partial"] != "prompt" or done[row["id"]].get("task_prompt") == PROMPT):
             continue
         done[row["id"]] = train_and_score(row, args)
