@@ -29,7 +29,7 @@ held-out corpora, strict and lenient, beside HunFlair's, HUNER's and scispaCy's
 published numbers (different backbones, budgets and corpus versions: context, not
 a like-for-like comparison); and throughput, one all-in-one pass against the five
 per-type pipelines over the same documents. Each row is written to ``--json`` as it
-finishes, and rows already there with the same settings are not run again.
+finishes, and rows already there with the same settings (step count included) are not run again.
 """
 import argparse
 import json
@@ -196,7 +196,9 @@ def ci(c: Dict[str, Any]) -> str:
 
 
 def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
-    out = [f"MiniLM ({args.backbone}), bioner_tagger, {args.steps} steps × {args.batch_size} sentences per row, "
+    own = " (exposure and budget rows: their own step counts)" if any(
+        r.startswith(("exposure/", "budget/")) for r in rows) else ""
+    out = [f"MiniLM ({args.backbone}), bioner_tagger, {args.steps} steps × {args.batch_size} sentences per row{own}, "
            f"seed {args.seed}; F1 in %.", ""]
     naive, partial, prompt = rows.get("all/naive"), rows.get("all/partial"), rows.get("all/prompt")
     if naive or partial or prompt:
@@ -242,11 +244,13 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
                 out.append(f"| {name} | {ci(mine)} | {ci(shared)} | {ci(more)} | "
                            f"{100 * (more['strict'] - mine['strict']):+.2f} |")
         few, many = (cross_gains({t: r for t in TYPES}, singles)[0] for r in (partial, budget))
-        out += ["", f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}. Cross-corpus, "
+        out += ["", f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}; the {steps}-step "
+                "run is a fresh run whose learning-rate schedule is stretched over its steps. Cross-corpus, "
                 "the all-in-one minus the best single-corpus model of each type, mean lenient F1 over the held-out "
-                f"cells: {100 * statistics.fmean(few):+.2f} at {args.steps} steps, "
+                f"cells ({len(few)}): {100 * statistics.fmean(few):+.2f} at {args.steps} steps, "
                 f"{100 * statistics.fmean(many):+.2f} at {steps}.)" if few and many else
-                f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}.)", ""]
+                f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}; the {steps}-step "
+                "run is a fresh run whose learning-rate schedule is stretched over its steps.)", ""]
     per_type_rows = {t: rows.get(f"type/{t}") for t in TYPES}
     if any(per_type_rows.values()):
         out += ["### The poster's table: per-type models, macro strict F1 over the corpora of each type", "",
@@ -334,7 +338,8 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
             gains, _ = cross_gains({t: budget for t in TYPES}, singles)
             if gains:
                 out.append(f"(diagnostic) cross-corpus: all-in-one at {budget['max_steps']} steps vs the best single-corpus "
-                           f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1")
+                           f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1 over "
+                           f"{len(gains)} corpus × type cell(s)")
     if speed:
         stood = f" (stand-ins timed for {', '.join(speed['stand_ins'])})" if speed.get("stand_ins") else ""
         out.append(f"throughput: all-in-one {speed['speed_up']:.2f}× five per-type pipelines{stood}: "
@@ -395,7 +400,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget-factor", type=int, default=4, help="budget/partial: this many times --steps")
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--rows", nargs="*", help="only these rows (ids, or all / type / single)")
+    parser.add_argument("--rows", nargs="*", help="only these rows (ids, or all / type / single / exposure / budget)")
     parser.add_argument("--corpora-dir", type=Path, default=CORPORA)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--throughput-model", type=Path,
