@@ -203,6 +203,15 @@ def step(nlp, examples, optimizer, **kwargs):
     return losses
 
 
+@pytest.mark.parametrize("value", ["none", "None"])
+def test_adversarial_none_trains_without_the_component(value):
+    base = PROJECT / "configs" / "transformer.cfg"
+    config = build_config(base, head="tagger", adversarial=value)
+    assert NAME not in config["nlp"]["pipeline"] and NAME not in config["components"]
+    assert config == build_config(base, head="tagger")
+    assert NAME in build_config(base, head="tagger", adversarial="fgsm")["nlp"]["pipeline"]
+
+
 def test_config_puts_the_component_after_the_head(tiny, train_file):
     nlp, _ = make(tiny, train_file, head="tagger", adversarial="pgd")
     assert nlp.pipe_names == ["transformer", "bioner_tagger", NAME, "doc_cleaner"]

@@ -46,3 +46,11 @@ def test_assets_have_urls_and_checksums(project):
         assert asset["url"].startswith("https://raw.githubusercontent.com/")
         assert re.fullmatch(r"[0-9a-f]{32}", asset["checksum"])
         assert Path(asset["dest"]).parts[0] == "assets"
+
+
+def test_demo_trains_with_the_measured_default(project):
+    """Issue 24: FGSM paid on the benchmark, so the project's recipe trains with it (``none`` switches it off)."""
+    assert project["vars"]["adversarial"] == "fgsm"
+    train = next(c for c in project["commands"] if c["name"] == "train")
+    assert any("--adversarial fgsm " in line for line in train["script"])  # the variable, interpolated
+    assert "--adversarial ${vars.adversarial}" in (PROJECT / "project.yml").read_text()

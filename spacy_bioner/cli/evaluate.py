@@ -313,7 +313,7 @@ def cross_validate_cli(
     data: List[Path] = typer.Argument(..., help="Train (+dev) data: IOB/CoNLL files, folders or .spacy"),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone overrides: path or shipped name"),
     head: Optional[str] = typer.Option(None, "--head", help="Entity head: ner or tagger"),
-    adversarial: Optional[str] = typer.Option(None, "--adversarial", help="Adversarial training: fgsm or pgd"),
+    adversarial: Optional[str] = typer.Option(None, "--adversarial", help="Adversarial training: fgsm, pgd or none"),
     folds: int = typer.Option(5, "--folds", "-k", help="Number of folds"),
     output_dir: Path = typer.Option(Path("training/cv"), "--output-dir", "-o", help="Where folds and models go"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),

@@ -12,7 +12,8 @@ BACKBONE = typer.Option(None, "--backbone", "-b",
                         help="Backbone overrides: a path, or a shipped name (minilm, biobert…; `spacy-bioner configs`)")
 HEAD = typer.Option(None, "--head", help="Entity head: ner (transition-based, the default) or tagger (bioner_tagger)")
 ADVERSARIAL = typer.Option(None, "--adversarial",
-                           help="Adversarial training: fgsm or pgd (configs/adversarial/), or a file; training only")
+                           help="Adversarial training: fgsm or pgd (configs/adversarial/), or a file; "
+                           "training only; none: without (the project's demo trains with fgsm)")
 AUGMENT = typer.Option(None, "--augment",
                        help="Training-data augmentation: noise (configs/augment/), or a file")
 MIX = typer.Option(None, "--mix", help="Train and evaluate on a corpus mix: a mix file (configs/mixes/) or a "

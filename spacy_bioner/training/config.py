@@ -20,6 +20,8 @@ ADVERSARIAL_DIR = CONFIG_DIR / "adversarial"
 AUGMENT_DIR = CONFIG_DIR / "augment"
 #: The adversarial-training component added by an ``adversarial`` config file.
 ADVERSARIAL_COMPONENT = "bioner_adversarial"
+#: ``--adversarial none``: train without it (so a project variable can switch it off).
+NO_ADVERSARIAL = "none"
 #: Head name → the pipeline component it adds (the one it replaces must be one of these).
 HEADS = {"ner": "ner", "tagger": "bioner_tagger"}
 #: Architectures that read the Docs themselves (causal decoders): a backbone file puts one in
@@ -81,7 +83,8 @@ def build_config(
     head (Union[str, Path, None]): ``ner`` or ``tagger`` (or a head file): replaces the
         base's entity component, whatever the backbone.
     adversarial (Union[str, Path, None]): ``fgsm`` or ``pgd`` (or a file with a
-        ``[components.bioner_adversarial]`` block): adds adversarial training after the head.
+        ``[components.bioner_adversarial]`` block): adds adversarial training after the head;
+        ``none`` (or ``None``) trains without it.
     augment (Union[str, Path, None]): ``noise`` (or a file with a ``[corpora.train.augmenter]``
         block): augments the training corpus.
     mix (Union[str, Path, None]): a corpus mix file or a shipped mix's name (``huner``): the train
@@ -98,7 +101,7 @@ def build_config(
     if head is not None:
         config = swap_head(config, Config().from_disk(resolve_config_path(head, kind="head"), interpolate=False))
     config = inline_decoder(config)
-    if adversarial is not None:
+    if adversarial is not None and str(adversarial).lower() != NO_ADVERSARIAL:
         config = add_adversarial(config, Config().from_disk(resolve_config_path(adversarial, kind="adversarial"),
                                                             interpolate=False))
     if augment is not None:
