@@ -212,6 +212,19 @@ def test_adversarial_none_trains_without_the_component(value):
     assert NAME in build_config(base, head="tagger", adversarial="fgsm")["nlp"]["pipeline"]
 
 
+@pytest.mark.parametrize("value,present", [("none", False), ("fgsm", True)])
+def test_config_cli_takes_adversarial_none(tmp_path, value, present):
+    from spacy.util import load_config
+    from typer.testing import CliRunner
+
+    from spacy_bioner.cli import app
+
+    out = tmp_path / "out.cfg"
+    result = CliRunner().invoke(app, ["config", "transformer", str(out), "--head", "ner", "--adversarial", value])
+    assert result.exit_code == 0, result.output
+    assert (NAME in load_config(out, interpolate=False)["nlp"]["pipeline"]) is present
+
+
 def test_config_puts_the_component_after_the_head(tiny, train_file):
     nlp, _ = make(tiny, train_file, head="tagger", adversarial="pgd")
     assert nlp.pipe_names == ["transformer", "bioner_tagger", NAME, "doc_cleaner"]

@@ -108,7 +108,7 @@ def cross_validate(
     output_dir (Path): where folds, models and ``cv.json`` go.
     backbone (Union[str, Path, None]): backbone file or shipped name.
     head (Union[str, Path, None]): ``ner`` or ``tagger``.
-    adversarial (Union[str, Path, None]): ``fgsm`` or ``pgd`` (adversarial training), or a file.
+    adversarial (Union[str, Path, None]): ``fgsm`` or ``pgd`` (adversarial training), or a file; ``none``: without.
     overrides (Optional[Dict[str, Any]]): ``--section.key`` overrides.
     folds (int): number of folds.
     seed (int): seed of the fold split.
