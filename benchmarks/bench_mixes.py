@@ -15,6 +15,8 @@ lenient F1) and on ``huner-heldout`` (BioNLP13CG, CRAFT: corpora no row trained 
 
 * ``all/naive``, ``all/partial``, ``all/prompt``: the all-in-one tagger on the ``huner`` mix, each way
   of learning from partially annotated corpora (``--partial-labels``);
+* ``all/corpus-prompt``: ``all/prompt`` whose prompt also names the corpus (``task_prompt.v3``), so the one
+  model can learn each corpus's guideline; scored in-corpus with its corpus named, held-out without;
 * ``type/<Type>``: one tagger per type on ``huner-<type>`` (``partial``);
 * ``single/<corpus>``: one tagger per corpus of ``huner``, on that corpus alone;
 * ``exposure/<corpus>``: the same, for only as many steps as the all-in-one tagger spends on that corpus
@@ -53,8 +55,8 @@ PUBLISHED = {("CRAFT", "Chemical"): (59.83, 42.99, 35.73), ("CRAFT", "Gene"): (7
              ("CRAFT", "Species"): (85.04, 84.45, 54.21), ("BioNLP13CG", "Chemical"): (81.82, 67.37, 58.43),
              ("BioNLP13CG", "Disease"): (65.07, 55.32, 56.48), ("BioNLP13CG", "Gene"): (87.71, 71.22, 66.18),
              ("BioNLP13CG", "Species"): (76.41, 67.84, 57.11)}
-#: What ``--partial-labels prompt`` configures now: a prompt row measured with another is run again.
-PROMPT = "spacy_bioner.task_prompt.v2"
+#: What ``--partial-labels prompt`` / ``corpus-prompt`` configure now: a row measured with another is run again.
+PROMPTS = {"prompt": "spacy_bioner.task_prompt.v2", "corpus-prompt": "spacy_bioner.task_prompt.v3"}
 #: The poster's per-type F1 (BioBERT-base on the combined HUNER corpora) and HunFlair's average (references.md §1).
 POSTER = {"CellLine": (69.7, 80.6), "Disease": (82.8, 86.5), "Species": (79.9, 87.0)}
 
@@ -68,7 +70,8 @@ def plan(args) -> List[Dict[str, Any]]:
     sys.path.insert(0, str(PROJECT))
     from spacy_bioner.corpus.mixes import load_mix
 
-    rows = [{"id": f"all/{mode}", "mix": "huner", "partial": mode} for mode in ("naive", "partial", "prompt")]
+    rows = [{"id": f"all/{mode}", "mix": "huner", "partial": mode} for mode in ("naive", "partial", "prompt",
+                                                                                    "corpus-prompt")]
     rows += [{"id": f"type/{t}", "mix": f"huner-{t.lower()}", "partial": "partial"} for t in TYPES]
     mix = load_mix("huner", corpora_dir=args.corpora_dir)
     rows += [{"id": f"single/{c.name}", "mix": "huner", "partial": "naive", "corpora": [c.name]} for c in mix.corpora]
@@ -251,6 +254,24 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
                 f"{100 * statistics.fmean(many):+.2f} at {steps}.)" if few and many else
                 f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}; the {steps}-step "
                 "run is a fresh run whose learning-rate schedule is stretched over its steps.)", ""]
+    named = rows.get("all/corpus-prompt")
+    if singles and prompt and named:
+        out += ["### Guidelines: the all-in-one tagger told the corpus (task prompt naming it) vs not, "
+                f"{args.steps} steps, strict F1 (95 % CI)", "",
+                "| corpus | single-corpus | prompt | corpus-named prompt | Δ vs prompt | Δ vs single |",
+                "|---|---|---|---|---:|---:|"]
+        for name, s in singles.items():
+            mine, plain, told = (r["in_corpus"].get(name) for r in (s, prompt, named))
+            if mine and plain and told:
+                out.append(f"| {name} | {ci(mine)} | {ci(plain)} | {ci(told)} | "
+                           f"{100 * (told['strict'] - plain['strict']):+.2f} | "
+                           f"{100 * (told['strict'] - mine['strict']):+.2f} |")
+        gains = [cross_gains({t: r for t in TYPES}, singles)[0] for r in (prompt, named)]
+        out += ["", "(In-corpus, the corpus-named model is prompted with each test corpus's name; held-out corpora "
+                "get the prompt without a corpus. Cross-corpus, minus the best single-corpus model of each type, "
+                "mean lenient F1: "
+                + ", ".join(f"{label} {100 * statistics.fmean(g):+.2f}" for label, g in
+                            (("prompt", gains[0]), ("corpus-named prompt", gains[1])) if g) + ".)", ""]
     per_type_rows = {t: rows.get(f"type/{t}") for t in TYPES}
     if any(per_type_rows.values()):
         out += ["### The poster's table: per-type models, macro strict F1 over the corpora of each type", "",
@@ -340,6 +361,16 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
                 out.append(f"(diagnostic) cross-corpus: all-in-one at {budget['max_steps']} steps vs the best single-corpus "
                            f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1 over "
                            f"{len(gains)} corpus × type cell(s)")
+    named = rows.get("all/corpus-prompt")
+    if named and singles:
+        lost = lost_on(named, singles)
+        out.append("(diagnostic) all-in-one with corpus-named prompts within 1 F1 (or overlapping CIs) of each "
+                   "single-corpus model: " + ("yes" if not lost else f"behind on {len(lost)} ({', '.join(lost)})"))
+        gains, _ = cross_gains({t: named for t in TYPES}, singles)
+        if gains:
+            out.append(f"(diagnostic) cross-corpus: all-in-one with corpus-named prompts vs the best single-corpus "
+                       f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1 over "
+                       f"{len(gains)} corpus × type cell(s)")
     if speed:
         stood = f" (stand-ins timed for {', '.join(speed['stand_ins'])})" if speed.get("stand_ins") else ""
         out.append(f"throughput: all-in-one {speed['speed_up']:.2f}× five per-type pipelines{stood}: "
@@ -422,7 +453,7 @@ def main() -> None:
     for row in plan(args):
         if row["id"] in done and done[row["id"]].get("settings") == settings(args) and \
                 done[row["id"]].get("max_steps") == row.get("max_steps") and \
-                (row["partial"] != "prompt" or done[row["id"]].get("task_prompt") == PROMPT):
+                done[row["id"]].get("task_prompt") == PROMPTS.get(row["partial"]):
             continue
         done[row["id"]] = train_and_score(row, args)
         save()

@@ -364,3 +364,139 @@ def test_prompted_pipeline_runs_on_onnx_and_refuses_hf_export(tiny, train_file, 
         assert got.wordpieces.strings == expected.wordpieces.strings  # the prompt is ours, before the runtime
         numpy.testing.assert_allclose(got.model_output.last_hidden_state.detach().numpy(),
                                       expected.model_output.last_hidden_state.detach().numpy(), atol=1e-4)
+
+
+# --- task_prompt.v3: the prompt names the corpus (--partial-labels corpus-prompt) ---
+
+def corpus_doc(vocab, corpus="BC2GM", annotates=("Gene",)):
+    from spacy_bioner.corpus.mixes import CORPUS
+
+    doc = Doc(vocab, words=["BRCA1"])
+    doc.user_data[ANNOTATES] = list(annotates)
+    doc.user_data[CORPUS] = corpus
+    return doc
+
+
+def test_corpus_prompt_names_a_known_corpus_for_a_share_of_training_and_at_prediction():
+    import random
+
+    from spacy_bioner.corpus.mixes import CORPUS, PROMPTED_CORPUS
+    from spacy_bioner.models.prompts import configure_task_prompt_v3
+
+    vocab = spacy.blank("en").vocab
+    prompt = configure_task_prompt_v3(TYPES, corpora=["BC2GM", "NCBI-disease"], all_types_rate=0.0)
+    assert prompt.text(["Gene"], corpus="BC2GM") == "BC2GM: Tag Gene"
+    random.seed(0)
+    docs = [corpus_doc(vocab) for _ in range(200)]
+    texts = [prompt.for_doc(doc, is_train=True) for doc in docs]
+    named = texts.count("BC2GM: Tag Gene")
+    assert 60 < named < 140 and texts.count("Tag Gene") == len(docs) - named
+    assert [prompt.for_doc(doc, is_train=True) for doc in docs] == texts  # one choice per Doc
+    assert [doc.user_data[PROMPTED_CORPUS] for doc in docs] == ["BC2GM" if "BC2GM" in t else "" for t in texts]
+    # prediction: every type, and the corpus when the prompt knows it (per-corpus evaluation of a mix)
+    assert prompt.for_doc(docs[0], is_train=False) == "BC2GM: Tag Gene, Chemical, Disease"
+    unseen = corpus_doc(vocab, corpus="CRAFT")  # a held-out corpus: the prompt without a corpus
+    assert prompt.for_doc(unseen, is_train=False) == prompt.text() == "Tag Gene, Chemical, Disease"
+    assert prompt.for_doc(unseen, is_train=True) == "Tag Gene" and PROMPTED_CORPUS not in unseen.user_data
+    plain = Doc(vocab, words=["BRCA1"])  # nlp(text)
+    assert prompt.for_doc(plain, is_train=False) == prompt.text()
+    # v2 never names a corpus, whatever the Doc carries
+    v2 = configure_task_prompt_v2(TYPES, all_types_rate=0.0)
+    assert v2.for_doc(corpus_doc(vocab), is_train=True) == "Tag Gene"
+    assert v2.for_doc(corpus_doc(vocab), is_train=False) == v2.text()
+    for rate, expected in ((0.0, "Tag Gene"), (1.0, "BC2GM: Tag Gene")):
+        p = configure_task_prompt_v3(TYPES, corpora=["BC2GM"], all_types_rate=0.0, corpus_rate=rate)
+        assert p.for_doc(corpus_doc(vocab), is_train=True) == expected
+    doc = corpus_doc(vocab)
+    doc.user_data[CORPUS] = "NCBI-disease"  # a Doc whose recorded choice belongs to another corpus: drawn again
+    doc.user_data[PROMPTED_CORPUS] = "BC2GM"
+    assert configure_task_prompt_v3(TYPES, corpora=["BC2GM", "NCBI-disease"], all_types_rate=0.0,
+                                    corpus_rate=1.0).for_doc(doc, is_train=True) == "NCBI-disease: Tag Gene"
+    with pytest.raises(ConfigValueError, match="corpus_template"):
+        TaskPrompt(types=TYPES, corpora=["BC2GM"], corpus_template="{corpus} only")
+    with pytest.raises(ConfigValueError, match="corpus_rate"):
+        TaskPrompt(types=TYPES, corpora=["BC2GM"], corpus_rate=2.0)
+    with pytest.raises(ConfigValueError, match="corpus names"):
+        TaskPrompt(types=TYPES, corpora=[""])
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_windows_leave_room_for_the_longest_corpus_prompt(tiny, family):
+    tok = tokenizer(tiny, family)
+    tok.model_max_length = 64
+    prompt = TaskPrompt(types=TYPES, corpora=["BC2GM", "JNLPBA"])
+    longest = prompt.text(corpus="JNLPBA")
+    assert prompt.extra_subwords(tok) > TaskPrompt(types=TYPES).extra_subwords(tok)
+    getter = SubwordWindows(window=64, stride=40)
+    getter.bind(SimpleNamespace(tokenizer=tok, attrs={"task_prompt": prompt}))
+    doc = spacy.blank("en")("BRCA1 mutations cause hereditary breast cancer and ovarian carcinoma . " * 12)
+    for span in getter([doc])[0]:
+        n = len(tok(longest, span.text, verbose=False)["input_ids"])
+        assert n <= 64, f"window of {n} subwords with the longest corpus prompt"
+
+
+def test_corpus_prompt_config_names_the_mix_corpora():
+    from spacy_bioner.corpus.mixes import load_mix
+
+    config = build_config("transformer", head="tagger", mix="huner-disease", partial_labels="corpus-prompt")
+    block = config["components"]["transformer"]["model"]["task_prompt"]
+    assert block["@misc"] == "spacy_bioner.task_prompt.v3" and block["types"] == ["Disease"]
+    assert block["corpora"] == [c.name for c in load_mix("huner-disease").corpora] and block["corpus_rate"] == 0.5
+    assert config["components"]["bioner_tagger"]["partial_labels"] == "partial"
+    with pytest.raises(ConfigValueError, match="needs a corpus mix"):
+        build_config("transformer", head="tagger", partial_labels="corpus-prompt")
+
+
+def test_corpus_prompt_pipeline_names_the_corpus_in_mix_evaluation_and_survives_save_load(tiny, train_file, tmp_path):
+    from spacy_bioner.corpus.mixes import CORPUS
+    from spacy_bioner.evaluation.predict import gold_inputs
+    from spacy_bioner.models import prompts as prompts_module
+
+    prompt = {"@misc": "spacy_bioner.task_prompt.v3", "types": ["Gene", "Disease"], "corpora": ["BC2GM"],
+              "corpus_rate": 1.0}
+    nlp, examples = make(tiny, train_file, prompt=prompt)
+    for eg in examples:
+        eg.predicted.user_data[CORPUS] = eg.reference.user_data[CORPUS] = "BC2GM"
+    nlp.initialize(lambda: examples)
+    seen = []
+    real = prompts_module.prompted_batch
+
+    def spy(tok, prompts, texts, **kwargs):
+        seen.extend(prompts)
+        return real(tok, prompts, texts, **kwargs)
+
+    prompts_module.prompted_batch = spy
+    try:
+        nlp.update(examples[:2], sgd=nlp.create_optimizer())
+        assert set(seen) <= {"BC2GM: Tag Disease", "BC2GM: Tag Gene, Disease"} and seen
+        seen.clear()
+        nlp.to_disk(tmp_path / "model")
+        loaded = spacy.load(tmp_path / "model")
+        assert loaded.get_pipe("transformer").model.attrs["task_prompt"].corpora == ["BC2GM"]
+        gold = [eg.reference for eg in examples[:2]]
+        docs = list(loaded.pipe(gold_inputs(loaded, gold)))  # evaluation keeps the gold Doc's corpus
+        assert set(seen) == {"BC2GM: Tag Gene, Disease"} and all(d.user_data[CORPUS] == "BC2GM" for d in docs)
+        seen.clear()
+        loaded("BRCA1 mutations cause breast cancer .")  # nlp(text): no corpus named
+        assert set(seen) == {"Tag Gene, Disease"}
+    finally:
+        prompts_module.prompted_batch = real
+
+
+def test_init_from_keeps_the_corpora_the_prompt_names(tiny, train_file, tmp_path):
+    from spacy_bioner.training.init_from import check_task_prompt
+
+    prompt = {"@misc": "spacy_bioner.task_prompt.v3", "types": ["Gene", "Disease"], "corpora": ["BC2GM"]}
+    nlp, examples = make(tiny, train_file, prompt=prompt)
+    nlp.initialize(lambda: examples)
+    check_task_prompt({"components": {"transformer": {"model": {"task_prompt": prompt}}}}, nlp,
+                      pipeline=tmp_path, sourced=["transformer"])
+    other = {**prompt, "corpora": ["BC2GM", "JNLPBA"]}
+    with pytest.raises(ConfigValueError, match="names BC2GM, the config's BC2GM, JNLPBA"):
+        check_task_prompt({"components": {"transformer": {"model": {"task_prompt": other}}}}, nlp,
+                          pipeline=tmp_path, sourced=["transformer"])
+    v2 = {**prompt, "@misc": "spacy_bioner.task_prompt.v2"}
+    del v2["corpora"]
+    with pytest.raises(ConfigValueError, match="names BC2GM, the config's no corpus"):
+        check_task_prompt({"components": {"transformer": {"model": {"task_prompt": v2}}}}, nlp,
+                          pipeline=tmp_path, sourced=["transformer"])

@@ -20,7 +20,8 @@ MIX = typer.Option(None, "--mix", help="Train and evaluate on a corpus mix: a mi
                    "shipped mix's name (huner, huner-gene…)")
 PARTIAL_LABELS = typer.Option(None, "--partial-labels", help="how the bioner_tagger learns from corpora that "
                               "annotate only some types: naive (unannotated = O), partial (marginal likelihood) "
-                              "or prompt (a task prompt naming each corpus's types; needs --mix)")
+                              "prompt (a task prompt naming each corpus's types; needs --mix) or corpus-prompt "
+                              "(prompt that also names the corpus, to learn each corpus's guideline)")
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 
 

@@ -27,7 +27,8 @@ Every Example a mix yields is one sentence (documents with sentence boundaries
 are cut into them, so sizes and draws count sentences) and carries the types its
 corpus annotates, in ``doc.user_data["bioner.annotates"]`` of both its Docs
 (:func:`annotated_types`): the ``partial`` loss and the dev scorer read it, and
-per-corpus scoring is restricted to it. A training sentence that also occurs in
+per-corpus scoring is restricted to it. Its corpus's name is in
+``doc.user_data["bioner.corpus"]`` (a ``task_prompt.v3`` prompt may name it). A training sentence that also occurs in
 a test split of the mix is left out (``dedupe``, on by default). A corpus type its
 label map does not mention, or maps to a type that is neither the mix's nor in
 its ``other_types``, is an error naming the fix, never silently dropped.
@@ -53,6 +54,12 @@ ANNOTATES = "bioner.annotates"
 #: ``Doc.user_data`` key: the types a training window's task prompt asked for (set by the transformer's
 #: training pass, read by the tagger's loss; see :mod:`spacy_bioner.models.prompts`).
 PROMPTED = "bioner.prompted"
+#: ``doc.user_data`` key holding the name of the mix corpus a Doc comes from.
+CORPUS = "bioner.corpus"
+#: ``Doc.user_data`` key: the corpus a training window's task prompt named ("" when it named none).
+PROMPTED_CORPUS = "bioner.prompted_corpus"
+#: What a Doc carries from its mix corpus, kept by every copy of it (sentences, Examples, augmented ones).
+CORPUS_KEYS = (ANNOTATES, CORPUS)
 SPLITS = ("train", "dev", "test")
 #: Environment variable that overrides a mix's ``corpora_dir``.
 CORPORA_ENV = "BIONER_CORPORA"
@@ -315,7 +322,7 @@ def sentence_docs(doc: Doc) -> List[Doc]:
     out = []
     for sent in sents:
         piece = sent.as_doc()
-        piece.user_data[ANNOTATES] = list(doc.user_data.get(ANNOTATES, []))
+        copy_corpus_data(doc, piece)
         out.append(piece)
     return out
 
@@ -377,7 +384,23 @@ def relabel(doc: Doc, corpus: MixCorpus) -> Doc:
             ents.append(doc.char_span(ent.start_char, ent.end_char, label=target) if ent.label_ != target else ent)
     doc.set_ents([e for e in ents if e is not None], default="outside")
     doc.user_data[ANNOTATES] = list(corpus.annotates)
+    doc.user_data[CORPUS] = corpus.name
     return doc
+
+
+def copy_corpus_data(source: Doc, target: Doc, *, overwrite: bool = True) -> Doc:
+    """Give ``target`` what ``source`` carries from its mix corpus (annotated types, corpus name).
+
+    source (Doc): a Doc from a mix.
+    target (Doc): its copy (a sentence, an Example's predicted Doc, an augmented Doc).
+    overwrite (bool): replace what ``target`` already has.
+    RETURNS (Doc): ``target``.
+    """
+    for key in CORPUS_KEYS:
+        if key in source.user_data and (overwrite or key not in target.user_data):
+            value = source.user_data[key]
+            target.user_data[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return target
 
 
 def annotated_types(doc: Doc) -> Optional[List[str]]:
@@ -432,8 +455,7 @@ def mix_examples(nlp: Language, *, mix: Mix, split: str, temperature: Optional[f
         docs.append(found[:limit] if limit else found)
 
     def example(doc: Doc) -> Example:
-        predicted = input_copy(doc, vocab=nlp.vocab)
-        predicted.user_data[ANNOTATES] = list(doc.user_data.get(ANNOTATES, []))
+        predicted = copy_corpus_data(doc, input_copy(doc, vocab=nlp.vocab))
         return Example(predicted, doc)
 
     def emit(eg: Example) -> Iterator[Example]:
@@ -442,7 +464,7 @@ def mix_examples(nlp: Language, *, mix: Mix, split: str, temperature: Optional[f
             return
         for out in augmenter(nlp, eg):
             for d in (out.predicted, out.reference):
-                d.user_data.setdefault(ANNOTATES, list(eg.reference.user_data.get(ANNOTATES, [])))
+                copy_corpus_data(eg.reference, d, overwrite=False)
             yield out
 
     if split != "train":

@@ -34,11 +34,16 @@ def register_components(factories: Set[str]) -> None:
 
 
 def gold_inputs(nlp: "Language", gold_docs: Iterable["Doc"]) -> Iterator["Doc"]:
-    """Unannotated copies of the gold Docs (same words, spaces and sentence starts), for ``nlp.pipe``."""
+    """Unannotated copies of the gold Docs (same words, spaces and sentence starts), for ``nlp.pipe``; a Doc
+    from a corpus mix keeps its corpus's name (a ``task_prompt.v3`` prompt names a corpus it knows)."""
+    from ..corpus.mixes import CORPUS
     from ..corpus.sentences import input_copy
 
     for doc in gold_docs:
-        yield input_copy(doc, vocab=nlp.vocab)
+        copy = input_copy(doc, vocab=nlp.vocab)
+        if CORPUS in doc.user_data:
+            copy.user_data[CORPUS] = doc.user_data[CORPUS]
+        yield copy
 
 
 def predict(nlp: "Language", gold_docs: Sequence["Doc"], *, batch_size: int = 64) -> List["Doc"]:

@@ -57,9 +57,9 @@ class SubwordWindows:
         if extra and tokenizer.num_special_tokens_to_add(pair=False) + extra >= self.limit(tokenizer):
             from ..errors import ConfigValueError
 
-            raise ConfigValueError(f"task_prompt: the prompt {prompt.text()!r} takes {extra} of the window's "
-                                   f"{self.limit(tokenizer)} subwords, leaving no room for text; shorten its "
-                                   "template or raise the span getter's window")
+            raise ConfigValueError(f"task_prompt: the longest prompt ({prompt.longest()!r}) takes {extra} of the "
+                                   f"window's {self.limit(tokenizer)} subwords, leaving no room for text; shorten "
+                                   "its template or raise the span getter's window")
         windows = fit_windows(
             docs,
             counts=self.token_counts(tokenizer, docs),

@@ -535,11 +535,11 @@ def prediction_input(doc: Doc) -> Doc:
     doc (Doc): an Example's predicted Doc.
     RETURNS (Doc): the copy.
     """
-    from ..corpus.mixes import ANNOTATES, PROMPTED
+    from ..corpus.mixes import ANNOTATES, PROMPTED, PROMPTED_CORPUS
 
     copy = doc.copy()
-    copy.user_data.pop(ANNOTATES, None)
-    copy.user_data.pop(PROMPTED, None)
+    for key in (ANNOTATES, PROMPTED, PROMPTED_CORPUS):
+        copy.user_data.pop(key, None)
     return copy
 
 

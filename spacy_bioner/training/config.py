@@ -256,7 +256,7 @@ def use_mix(config: Config, mix: Union[str, Path]) -> Config:
 
 
 #: How ``--partial-labels`` trains on corpora that annotate only some types.
-PARTIAL_LABEL_MODES = ("naive", "partial", "prompt")
+PARTIAL_LABEL_MODES = ("naive", "partial", "prompt", "corpus-prompt")
 
 
 def set_partial_labels(config: Config, mode: str) -> Config:
@@ -266,11 +266,13 @@ def set_partial_labels(config: Config, mode: str) -> Config:
     task prompt naming the types each corpus annotates, or for half the training documents every type
     (``spacy_bioner.TransformerModel.v5`` with ``spacy_bioner.task_prompt.v2``, its types the mix's); the
     tagger's ``partial`` loss then takes a type the prompt did not ask for as ``O`` and one it asked for
-    but the corpus does not annotate as unknown.
+    but the corpus does not annotate as unknown. ``corpus-prompt`` is ``prompt`` whose prompt also names
+    the document's corpus for half the training documents, and at prediction for a document of a corpus of
+    the mix (``spacy_bioner.task_prompt.v3``, its corpora the mix's).
 
-    config (Config): a full config with a ``bioner_tagger`` (and, for ``prompt``, a corpus mix and
-        ``spacy_bioner.TransformerModel.v4`` or ``.v5``).
-    mode (str): ``naive``, ``partial`` or ``prompt``.
+    config (Config): a full config with a ``bioner_tagger`` (and, for ``prompt`` and ``corpus-prompt``, a
+        corpus mix and ``spacy_bioner.TransformerModel.v4`` or ``.v5``).
+    mode (str): ``naive``, ``partial``, ``prompt`` or ``corpus-prompt``.
     RETURNS (Config): a new config.
     """
     if mode not in PARTIAL_LABEL_MODES:
@@ -282,20 +284,21 @@ def set_partial_labels(config: Config, mode: str) -> Config:
         raise ConfigValueError("--partial-labels needs the bioner_tagger head (--head tagger); spaCy's ner "
                                "has no partial-label loss")
     for name in names:
-        merged["components"][name]["partial_labels"] = "partial" if mode == "prompt" else mode
-    if mode == "prompt":
-        merged = add_task_prompt(merged)
+        merged["components"][name]["partial_labels"] = "naive" if mode == "naive" else "partial"
+    if mode in ("prompt", "corpus-prompt"):
+        merged = add_task_prompt(merged, name_corpora=mode == "corpus-prompt")
     return merged
 
 
-def add_task_prompt(config: Config) -> Config:
+def add_task_prompt(config: Config, *, name_corpora: bool = False) -> Config:
     """Switch the transformer to ``spacy_bioner.TransformerModel.v5`` with a task prompt naming the mix's types.
 
     config (Config): a full config that trains on a mix (``paths.mix``) with ``TransformerModel.v4`` or ``.v5``.
+    name_corpora (bool): the prompt also names the document's corpus (``task_prompt.v3``, the mix's corpora).
     RETURNS (Config): a new config.
     """
     from ..corpus.mixes import load_mix
-    from ..models.prompts import ALL_TYPES_RATE
+    from ..models.prompts import ALL_TYPES_RATE, CORPUS_RATE
 
     mix = config.get("paths", {}).get("mix")
     if not mix:
@@ -313,8 +316,12 @@ def add_task_prompt(config: Config) -> Config:
     merged = Config(config).copy()
     block = merged["components"]["transformer"]["model"]
     block["@architectures"] = "spacy_bioner.TransformerModel.v5"
-    block["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v2", "types": load_mix(mix).types,
+    loaded = load_mix(mix)
+    block["task_prompt"] = {"@misc": "spacy_bioner.task_prompt.v2", "types": loaded.types,
                              "all_types_rate": ALL_TYPES_RATE}
+    if name_corpora:
+        block["task_prompt"].update({"@misc": "spacy_bioner.task_prompt.v3",
+                                     "corpora": [c.name for c in loaded.corpora], "corpus_rate": CORPUS_RATE})
     return merged
 
 

@@ -53,9 +53,9 @@ def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List
 
     want_template = (wanted.get("template") if isinstance(wanted, dict) else None) or TEMPLATE
     want_rate = 0.0
-    if isinstance(wanted, dict):  # task_prompt.v2 has a default all-type share, v1 none
-        v2 = str(wanted.get("@misc", "")).endswith(".v2")
-        want_rate = float(wanted.get("all_types_rate", ALL_TYPES_RATE if v2 else 0.0))
+    if isinstance(wanted, dict):  # task_prompt.v2 and .v3 have a default all-type share, v1 none
+        shares = str(wanted.get("@misc", "")).endswith((".v2", ".v3"))
+        want_rate = float(wanted.get("all_types_rate", ALL_TYPES_RATE if shares else 0.0))
     have = (theirs.types, theirs.template) if theirs is not None else None
     have_rate = float(getattr(theirs, "all_types_rate", 0.0)) if theirs is not None else 0.0
     if have is not None and have == (want_types, want_template) and have_rate != want_rate:
@@ -63,6 +63,13 @@ def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List
                                f"{have_rate:g} of training documents, the config asks for {want_rate:g}; "
                                "continue with the pipeline's own setting (components.transformer.model."
                                "task_prompt.all_types_rate)")
+    want_corpora = list(wanted.get("corpora") or []) if isinstance(wanted, dict) else []
+    have_corpora = list(getattr(theirs, "corpora", []) or [])
+    if have is not None and have == (want_types, want_template) and have_corpora != want_corpora:
+        describe_corpora = (lambda names: ", ".join(names) if names else "no corpus")
+        raise ConfigValueError(f"--init-from {pipeline}: its task prompt names {describe_corpora(have_corpora)}, "
+                               f"the config's {describe_corpora(want_corpora)}; continue with the pipeline's own "
+                               "setting (--partial-labels corpus-prompt with the same mix, or prompt)")
     if (want_types, want_template) != (have or (None, "Tag {types}")):
         describe = (lambda types: f"a task prompt over {', '.join(types)}" if types else "no task prompt")
         raise ConfigValueError(f"--init-from {pipeline}: its transformer reads {describe(have[0] if have else None)}, "
