@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
 
 from spacy_bioner.corpus import mixes
 from spacy_bioner.errors import CorpusConfigError
@@ -56,6 +58,19 @@ def test_label_maps_and_annotated_types_on_every_example(mix_file, tmp_path):
         assert not eg.predicted.ents
     for eg in cdr:
         assert mixes.annotated_types(eg.reference) == ["Chemical", "Disease"]
+    # the corpus name (a task_prompt.v3 prompt may name it) on both Docs of every Example
+    assert [(eg.reference.user_data[mixes.CORPUS], eg.predicted.user_data[mixes.CORPUS]) for eg in examples] == \
+        [("genes", "genes")] * 4 + [("cdr", "cdr")] * 16
+
+
+def test_augmented_training_examples_keep_their_corpus(mix_file, tmp_path):
+    def augmenter(nlp, eg):
+        yield eg
+        yield Example(Doc(nlp.vocab, words=[t.text for t in eg.predicted]), eg.reference.copy())
+
+    examples = list(read(mix_file, tmp_path, split="train", augmenter=augmenter))
+    assert examples and all(d.user_data.get(mixes.CORPUS) in ("genes", "cdr") and mixes.annotated_types(d)
+                            for eg in examples for d in (eg.predicted, eg.reference))
 
 
 def test_a_dropped_type_becomes_outside_and_an_unmapped_one_is_an_error(tmp_path):

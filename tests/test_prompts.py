@@ -500,3 +500,22 @@ def test_init_from_keeps_the_corpora_the_prompt_names(tiny, train_file, tmp_path
     with pytest.raises(ConfigValueError, match="names BC2GM, the config's no corpus"):
         check_task_prompt({"components": {"transformer": {"model": {"task_prompt": v2}}}}, nlp,
                           pipeline=tmp_path, sourced=["transformer"])
+
+
+def test_corpus_prompt_names_only_the_trained_corpora_and_init_from_keeps_its_rate(tiny, train_file, tmp_path):
+    from spacy_bioner.packaging.wheel import _prompt_mode
+    from spacy_bioner.training.init_from import check_task_prompt
+
+    config = build_config("transformer", head="tagger", mix="huner", partial_labels="corpus-prompt",
+                          overrides={"corpora.train.corpora": ["JNLPBA", "BC2GM"]})
+    block = config["components"]["transformer"]["model"]["task_prompt"]
+    assert block["corpora"] == ["BC2GM", "JNLPBA"]  # the mix's order, the trained ones only
+    assert _prompt_mode(block) == "corpus-prompt" and _prompt_mode({**block, "@misc": "x.v2"}) == "prompt"
+    assert _prompt_mode(None) is None
+    prompt = {"@misc": "spacy_bioner.task_prompt.v3", "types": ["Gene", "Disease"], "corpora": ["BC2GM"]}
+    nlp, examples = make(tiny, train_file, prompt=prompt)
+    nlp.initialize(lambda: examples)
+    faster = {**prompt, "corpus_rate": 0.9}
+    with pytest.raises(ConfigValueError, match="names the corpus for 0.5 of training documents"):
+        check_task_prompt({"components": {"transformer": {"model": {"task_prompt": faster}}}}, nlp,
+                          pipeline=tmp_path, sourced=["transformer"])

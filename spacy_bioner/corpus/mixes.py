@@ -303,7 +303,7 @@ def _cached_docs(corpus: MixCorpus, split: str, *, vocab, seed: int) -> List[Doc
     if not corpus.path.exists():
         raise CorpusConfigError(f"{corpus.name}: {corpus.path} not found (set the mix's corpora_dir, "
                                 f"--corpora-dir or {CORPORA_ENV})")
-    key = (str(corpus.path), split, seed, repr(sorted(corpus.label_map.items())), tuple(corpus.annotates),
+    key = (corpus.name, str(corpus.path), split, seed, repr(sorted(corpus.label_map.items())), tuple(corpus.annotates),
            repr(sorted(corpus.splits.items())), repr(corpus.split), corpus.format, id(vocab))
     if key not in _CACHE:
         docs = [relabel(doc, corpus) for doc in _raw_docs(corpus, split, vocab=vocab, seed=seed)]

@@ -316,7 +316,7 @@ def mix_card(record: Dict[str, Any], *, config: Dict[str, Any], scores: List[Dic
     return {
         "entity_types": labels,
         "backbone": (config.get("paths") or {}).get("backbone") or _public(record.get("backbone")),
-        "partial_labels": "prompt" if model.get("task_prompt") else tagger.get("partial_labels", "naive"),
+        "partial_labels": _prompt_mode(model.get("task_prompt")) or tagger.get("partial_labels", "naive"),
         "mix": {"mix": mix.get("mix"), "types": mix.get("types"), "temperature": mix.get("temperature"),
                 "corpora": corpora},
         "scores": [{"mix": r.get("mix"), "split": r.get("split"), "macro": r["macro"],
@@ -540,3 +540,11 @@ def _backbone_url(backbone: Any) -> str:
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
         return f"https://huggingface.co/{text}"
     return ""
+
+
+def _prompt_mode(prompt: Any) -> Optional[str]:
+    """The ``--partial-labels`` mode a pipeline's task prompt block stands for (None: no prompt)."""
+    if not prompt:
+        return None
+    named = isinstance(prompt, dict) and str(prompt.get("@misc", "")).endswith(".v3") and prompt.get("corpora")
+    return "corpus-prompt" if named else "prompt"

@@ -114,7 +114,24 @@ def build_config(
     overrides = dict(overrides or {})
     if overrides:
         config = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
-    return config
+    return prompt_trained_corpora(config)
+
+
+def prompt_trained_corpora(config: Config) -> Config:
+    """A ``task_prompt.v3`` names only the corpora the training reader reads (``[corpora.train] corpora``).
+
+    config (Config): a full config.
+    RETURNS (Config): the config, its prompt's ``corpora`` cut to the trained ones.
+    """
+    model = config.get("components", {}).get("transformer", {}).get("model", {})
+    prompt = model.get("task_prompt") if isinstance(model, dict) else None
+    trained = config.get("corpora", {}).get("train", {}).get("corpora")
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("corpora"), list) or not isinstance(trained, list):
+        return config
+    merged = Config(config).copy()
+    merged["components"]["transformer"]["model"]["task_prompt"]["corpora"] = \
+        [c for c in prompt["corpora"] if c in set(trained)]
+    return merged
 
 
 def swap_head(config: Config, head: Config) -> Config:
@@ -286,15 +303,16 @@ def set_partial_labels(config: Config, mode: str) -> Config:
     for name in names:
         merged["components"][name]["partial_labels"] = "naive" if mode == "naive" else "partial"
     if mode in ("prompt", "corpus-prompt"):
-        merged = add_task_prompt(merged, name_corpora=mode == "corpus-prompt")
+        merged = add_task_prompt(merged, name_corpora=mode == "corpus-prompt", mode=mode)
     return merged
 
 
-def add_task_prompt(config: Config, *, name_corpora: bool = False) -> Config:
+def add_task_prompt(config: Config, *, name_corpora: bool = False, mode: str = "prompt") -> Config:
     """Switch the transformer to ``spacy_bioner.TransformerModel.v5`` with a task prompt naming the mix's types.
 
     config (Config): a full config that trains on a mix (``paths.mix``) with ``TransformerModel.v4`` or ``.v5``.
     name_corpora (bool): the prompt also names the document's corpus (``task_prompt.v3``, the mix's corpora).
+    mode (str): the ``--partial-labels`` mode asked for (for messages).
     RETURNS (Config): a new config.
     """
     from ..corpus.mixes import load_mix
@@ -302,16 +320,16 @@ def add_task_prompt(config: Config, *, name_corpora: bool = False) -> Config:
 
     mix = config.get("paths", {}).get("mix")
     if not mix:
-        raise ConfigValueError("--partial-labels prompt needs a corpus mix (--mix): the prompt names the types "
+        raise ConfigValueError(f"--partial-labels {mode} needs a corpus mix (--mix): the prompt names the types "
                                "each corpus annotates")
     model = config.get("components", {}).get("transformer", {}).get("model", {})
     arch = model.get("@architectures") if isinstance(model, dict) else None
     if arch not in ("spacy_bioner.TransformerModel.v4", "spacy_bioner.TransformerModel.v5"):
-        raise ConfigValueError(f"--partial-labels prompt needs an encoder backbone with spacy_bioner.TransformerModel.v4 "
+        raise ConfigValueError(f"--partial-labels {mode} needs an encoder backbone with spacy_bioner.TransformerModel.v4 "
                                f"or .v5 in [components.transformer.model]; this config has {arch or 'none'}")
     spans = model.get("get_spans", {})
     if not isinstance(spans, dict) or spans.get("@span_getters") != "spacy_bioner.subword_windows.v1":
-        raise ConfigValueError("--partial-labels prompt needs the span getter spacy_bioner.subword_windows.v1 "
+        raise ConfigValueError(f"--partial-labels {mode} needs the span getter spacy_bioner.subword_windows.v1 "
                                "(it leaves room for the prompt in every window)")
     merged = Config(config).copy()
     block = merged["components"]["transformer"]["model"]

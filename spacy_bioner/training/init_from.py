@@ -63,8 +63,17 @@ def check_task_prompt(config: Config, nlp: Any, *, pipeline: Path, sourced: List
                                f"{have_rate:g} of training documents, the config asks for {want_rate:g}; "
                                "continue with the pipeline's own setting (components.transformer.model."
                                "task_prompt.all_types_rate)")
-    want_corpora = list(wanted.get("corpora") or []) if isinstance(wanted, dict) else []
+    want_corpora = list(dict.fromkeys(wanted.get("corpora") or [])) if isinstance(wanted, dict) else []
     have_corpora = list(getattr(theirs, "corpora", []) or [])
+    if have is not None and have == (want_types, want_template) and want_corpora and have_corpora == want_corpora:
+        from ..models.prompts import CORPUS_RATE, CORPUS_TEMPLATE
+
+        want = (float(wanted.get("corpus_rate", CORPUS_RATE)), wanted.get("corpus_template") or CORPUS_TEMPLATE)
+        if want != (theirs.corpus_rate, theirs.corpus_template):
+            raise ConfigValueError(f"--init-from {pipeline}: its task prompt names the corpus for "
+                                   f"{theirs.corpus_rate:g} of training documents as {theirs.corpus_template!r}, "
+                                   f"the config asks for {want[0]:g} as {want[1]!r}; continue with the pipeline's "
+                                   "own setting (components.transformer.model.task_prompt)")
     if have is not None and have == (want_types, want_template) and have_corpora != want_corpora:
         describe_corpora = (lambda names: ", ".join(names) if names else "no corpus")
         raise ConfigValueError(f"--init-from {pipeline}: its task prompt names {describe_corpora(have_corpora)}, "
