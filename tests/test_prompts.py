@@ -148,6 +148,22 @@ def make(tiny, train_file, tmp_path=None, window=512, prompt=None):
     return nlp, examples
 
 
+@pytest.fixture
+def seen_prompts(monkeypatch):
+    """Every prompt the transformer encodes while the test runs."""
+    from spacy_bioner.models import prompts as prompts_module
+
+    seen = []
+    real = prompts_module.prompted_batch
+
+    def spy(tok, prompts, texts, **kwargs):
+        seen.extend(prompts)
+        return real(tok, prompts, texts, **kwargs)
+
+    monkeypatch.setattr(prompts_module, "prompted_batch", spy)
+    return seen
+
+
 def rows_and_alignment(nlp, text):
     """The transformer's input rows (subword strings), the subwords the tokens align to, and the row width."""
     doc = nlp.make_doc(text)
@@ -279,25 +295,14 @@ def test_an_all_type_prompt_needs_the_partial_loss(tiny, train_file):
         nlp.initialize(lambda: examples)
 
 
-def test_the_test_time_attack_prompts_every_type_as_prediction_does(tiny, train_file):
-    from spacy_bioner.models import prompts as prompts_module
+def test_the_test_time_attack_prompts_every_type_as_prediction_does(tiny, train_file, seen_prompts):
     from spacy_bioner.pipeline.adversarial import attack, configure_fgsm_v2
 
     nlp, examples = make(tiny, train_file)
     nlp.initialize(lambda: examples)
     assert examples[0].predicted.user_data[ANNOTATES] == ["Disease"]  # a mix's Example, as evaluate may pass it
-    seen = []
-    real = prompts_module.prompted_batch
-
-    def spy(tok, prompts, texts, **kwargs):
-        seen.extend(prompts)
-        return real(tok, prompts, texts, **kwargs)
-
-    prompts_module.prompted_batch = spy
-    try:
-        result = attack(nlp, examples, strategy=configure_fgsm_v2(), batch_size=len(examples))
-    finally:
-        prompts_module.prompted_batch = real
+    seen = seen_prompts
+    result = attack(nlp, examples, strategy=configure_fgsm_v2(), batch_size=len(examples))
     assert len(result["docs"]) == len(examples) and set(seen) == {"Tag Gene, Disease"}
     assert examples[0].predicted.user_data[ANNOTATES] == ["Disease"]  # the caller's Examples are left alone
 
@@ -447,10 +452,9 @@ def test_corpus_prompt_config_names_the_mix_corpora():
         build_config("transformer", head="tagger", partial_labels="corpus-prompt")
 
 
-def test_corpus_prompt_pipeline_names_the_corpus_in_mix_evaluation_and_survives_save_load(tiny, train_file, tmp_path):
+def test_corpus_prompt_pipeline_names_the_corpus_in_mix_evaluation_and_survives_save_load(tiny, train_file, tmp_path, seen_prompts):
     from spacy_bioner.corpus.mixes import CORPUS
     from spacy_bioner.evaluation.predict import gold_inputs
-    from spacy_bioner.models import prompts as prompts_module
 
     prompt = {"@misc": "spacy_bioner.task_prompt.v3", "types": ["Gene", "Disease"], "corpora": ["BC2GM"],
               "corpus_rate": 1.0}
@@ -458,29 +462,19 @@ def test_corpus_prompt_pipeline_names_the_corpus_in_mix_evaluation_and_survives_
     for eg in examples:
         eg.predicted.user_data[CORPUS] = eg.reference.user_data[CORPUS] = "BC2GM"
     nlp.initialize(lambda: examples)
-    seen = []
-    real = prompts_module.prompted_batch
-
-    def spy(tok, prompts, texts, **kwargs):
-        seen.extend(prompts)
-        return real(tok, prompts, texts, **kwargs)
-
-    prompts_module.prompted_batch = spy
-    try:
-        nlp.update(examples[:2], sgd=nlp.create_optimizer())
-        assert set(seen) <= {"BC2GM: Tag Disease", "BC2GM: Tag Gene, Disease"} and seen
-        seen.clear()
-        nlp.to_disk(tmp_path / "model")
-        loaded = spacy.load(tmp_path / "model")
-        assert loaded.get_pipe("transformer").model.attrs["task_prompt"].corpora == ["BC2GM"]
-        gold = [eg.reference for eg in examples[:2]]
-        docs = list(loaded.pipe(gold_inputs(loaded, gold)))  # evaluation keeps the gold Doc's corpus
-        assert set(seen) == {"BC2GM: Tag Gene, Disease"} and all(d.user_data[CORPUS] == "BC2GM" for d in docs)
-        seen.clear()
-        loaded("BRCA1 mutations cause breast cancer .")  # nlp(text): no corpus named
-        assert set(seen) == {"Tag Gene, Disease"}
-    finally:
-        prompts_module.prompted_batch = real
+    seen = seen_prompts
+    nlp.update(examples[:2], sgd=nlp.create_optimizer())
+    assert set(seen) <= {"BC2GM: Tag Disease", "BC2GM: Tag Gene, Disease"} and seen
+    seen.clear()
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert loaded.get_pipe("transformer").model.attrs["task_prompt"].corpora == ["BC2GM"]
+    gold = [eg.reference for eg in examples[:2]]
+    docs = list(loaded.pipe(gold_inputs(loaded, gold)))  # evaluation keeps the gold Doc's corpus
+    assert set(seen) == {"BC2GM: Tag Gene, Disease"} and all(d.user_data[CORPUS] == "BC2GM" for d in docs)
+    seen.clear()
+    loaded("BRCA1 mutations cause breast cancer .")  # nlp(text): no corpus named
+    assert set(seen) == {"Tag Gene, Disease"}
 
 
 def test_init_from_keeps_the_corpora_the_prompt_names(tiny, train_file, tmp_path):
