@@ -22,8 +22,9 @@ lenient F1) and on ``huner-heldout`` (BioNLP13CG, CRAFT: corpora no row trained 
 * ``exposure/<corpus>``: the same, for only as many steps as the all-in-one tagger spends on that corpus
   (``--steps`` × its sampling probability in ``huner``), which separates what sharing costs from what
   the smaller per-corpus budget costs. Not in the default plan: ``--rows exposure``;
-* ``budget/partial``: ``all/partial`` for ``--budget-factor`` × ``--steps`` steps, which shows whether what the
-  all-in-one tagger loses at the shared budget closes with more steps. Not in the default plan: ``--rows budget``.
+* ``budget/partial``, ``budget/corpus-prompt``: ``all/partial`` and ``all/corpus-prompt`` for ``--budget-factor`` ×
+  ``--steps`` steps, which shows whether what the all-in-one tagger loses at the shared budget closes with more
+  steps. Not in the default plan: ``--rows budget`` (or one of them by id).
 
 Tables: per type, naive vs partial (macro F1 over the corpora annotating it);
 each corpus's own test split, single-corpus vs all-in-one; cross-corpus on the
@@ -84,8 +85,8 @@ def plan(args) -> List[Dict[str, Any]]:
         summary = mix_summary(mix, vocab=spacy.blank("en").vocab, limit=args.limit)
         rows += [{"id": f"exposure/{c['name']}", "mix": "huner", "partial": "naive", "corpora": [c["name"]],
                   "max_steps": max(1, round(args.steps * c["probability"]))} for c in summary["corpora"]]
-    rows.append({"id": "budget/partial", "mix": "huner", "partial": "partial",
-                 "max_steps": args.steps * args.budget_factor})
+    rows += [{"id": f"budget/{mode}", "mix": "huner", "partial": mode, "max_steps": args.steps * args.budget_factor}
+             for mode in ("partial", "corpus-prompt")]
     if not wanted:  # the default plan: all but the exposure and budget rows
         return [r for r in rows if not r["id"].startswith(("exposure/", "budget/"))]
     return [r for r in rows if r["id"] in wanted or r["id"].split("/")[0] in wanted]
@@ -255,23 +256,32 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
                 f"(Δ: all-in-one at {steps} steps minus the single-corpus model at {args.steps}; the {steps}-step "
                 "run is a fresh run whose learning-rate schedule is stretched over its steps.)", ""]
     named = rows.get("all/corpus-prompt")
+    longer = rows.get("budget/corpus-prompt")
     if singles and prompt and named:
+        more = f"corpus-named prompt ({longer['max_steps']}) | Δ vs single |" if longer else ""
         out += ["### Guidelines: the all-in-one tagger told the corpus (task prompt naming it) vs not, "
-                f"{args.steps} steps, strict F1 (95 % CI)", "",
-                "| corpus | single-corpus | prompt | corpus-named prompt | Δ vs prompt | Δ vs single |",
-                "|---|---|---|---|---:|---:|"]
+                f"{args.steps} steps" + (f" (and {longer['max_steps']})" if longer else "")
+                + ", strict F1 (95 % CI)", "",
+                f"| corpus | single-corpus | prompt | corpus-named prompt | Δ vs prompt | Δ vs single | {more}",
+                "|---|---|---|---|---:|---:|" + ("---|---:|" if longer else "")]
         for name, s in singles.items():
             mine, plain, told = (r["in_corpus"].get(name) for r in (s, prompt, named))
             if mine and plain and told:
-                out.append(f"| {name} | {ci(mine)} | {ci(plain)} | {ci(told)} | "
-                           f"{100 * (told['strict'] - plain['strict']):+.2f} | "
-                           f"{100 * (told['strict'] - mine['strict']):+.2f} |")
-        gains = [cross_gains({t: r for t in TYPES}, singles)[0] for r in (prompt, named)]
+                line = (f"| {name} | {ci(mine)} | {ci(plain)} | {ci(told)} | "
+                        f"{100 * (told['strict'] - plain['strict']):+.2f} | "
+                        f"{100 * (told['strict'] - mine['strict']):+.2f} |")
+                most = longer["in_corpus"].get(name) if longer else None
+                if longer:
+                    line += (f" {ci(most)} | {100 * (most['strict'] - mine['strict']):+.2f} |" if most else " – | |")
+                out.append(line)
+        models = [("prompt", prompt), ("corpus-named prompt", named)]
+        if longer:
+            models.append((f"corpus-named prompt at {longer['max_steps']} steps", longer))
+        gains = [(label, cross_gains({t: r for t in TYPES}, singles)[0]) for label, r in models]
         out += ["", "(In-corpus, the corpus-named model is prompted with each test corpus's name; held-out corpora "
-                "get the prompt without a corpus. Cross-corpus, minus the best single-corpus model of each type, "
-                "mean lenient F1: "
-                + ", ".join(f"{label} {100 * statistics.fmean(g):+.2f}" for label, g in
-                            (("prompt", gains[0]), ("corpus-named prompt", gains[1])) if g) + ".)", ""]
+                "get the prompt without a corpus. Single-corpus models: " + f"{args.steps} steps. "
+                "Cross-corpus, minus the best single-corpus model of each type, mean lenient F1: "
+                + ", ".join(f"{label} {100 * statistics.fmean(g):+.2f}" for label, g in gains if g) + ".)", ""]
     per_type_rows = {t: rows.get(f"type/{t}") for t in TYPES}
     if any(per_type_rows.values()):
         out += ["### The poster's table: per-type models, macro strict F1 over the corpora of each type", "",
@@ -361,14 +371,16 @@ def goals(rows: Dict[str, Dict[str, Any]], speed: Optional[Dict[str, Any]]) -> L
                 out.append(f"(diagnostic) cross-corpus: all-in-one at {budget['max_steps']} steps vs the best single-corpus "
                            f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1 over "
                            f"{len(gains)} corpus × type cell(s)")
-    named = rows.get("all/corpus-prompt")
-    if named and singles:
+    for named in (rows.get("all/corpus-prompt"), rows.get("budget/corpus-prompt")):
+        if not named or not singles:
+            continue
+        at = f" at {named['max_steps']} steps" if named.get("max_steps") else ""
         lost = lost_on(named, singles)
-        out.append("(diagnostic) all-in-one with corpus-named prompts within 1 F1 (or overlapping CIs) of each "
+        out.append(f"(diagnostic) all-in-one with corpus-named prompts{at} within 1 F1 (or overlapping CIs) of each "
                    "single-corpus model: " + ("yes" if not lost else f"behind on {len(lost)} ({', '.join(lost)})"))
         gains, _ = cross_gains({t: named for t in TYPES}, singles)
         if gains:
-            out.append(f"(diagnostic) cross-corpus: all-in-one with corpus-named prompts vs the best single-corpus "
+            out.append(f"(diagnostic) cross-corpus: all-in-one with corpus-named prompts{at} vs the best single-corpus "
                        f"model of each type, mean lenient {100 * statistics.fmean(gains):+.2f} F1 over "
                        f"{len(gains)} corpus × type cell(s)")
     if speed:
@@ -429,7 +441,7 @@ def main() -> None:
     parser.add_argument("--dev-limit", type=int, default=200, help="dev documents per corpus (dev scoring cost)")
     parser.add_argument("--test-limit", type=int, default=500, help="test documents per corpus (0: all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget-factor", type=int, default=4, help="budget/partial: this many times --steps")
+    parser.add_argument("--budget-factor", type=int, default=4, help="budget rows: this many times --steps")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--rows", nargs="*", help="only these rows (ids, or all / type / single / exposure / budget)")
     parser.add_argument("--corpora-dir", type=Path, default=CORPORA)
