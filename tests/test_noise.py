@@ -9,6 +9,7 @@ from spacy.training import Example
 from typer.testing import CliRunner
 
 from spacy_bioner.cli import app
+from spacy_bioner.corpus.mixes import ANNOTATES, CORPUS
 from spacy_bioner.corpus.noise import (NOISE_KINDS, changed_tokens, mention_pool, noisy_doc, noisy_docs,
                                            parse_kinds, respell, typo)
 
@@ -42,6 +43,14 @@ def test_every_kind_is_seeded_and_keeps_entities_on_their_mentions(doc, kind):
             assert [(e.start, e.end) for e in d.ents] == [(e.start, e.end) for e in doc.ents]
     if kind != "spelling":
         assert any(d.text != doc.text for d in a)
+
+
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+def test_noisy_copies_keep_their_mix_corpus(doc, kind):
+    # a corpus-named prompt reads the name at prediction; without it the robustness scores use another prompt
+    doc.user_data[CORPUS], doc.user_data[ANNOTATES] = "NCBI-disease", ["Disease"]
+    for d in noisy_docs([doc] * 3, kind, seed=0, rate=0.7, pool=POOL):
+        assert d.user_data[CORPUS] == "NCBI-disease" and d.user_data[ANNOTATES] == ["Disease"]
 
 
 def test_typos_inside_or_outside_mentions_only(doc):

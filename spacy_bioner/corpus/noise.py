@@ -29,6 +29,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from spacy.tokens import Doc
 
+from .mixes import copy_corpus_data
+
 #: Noise kinds for ``evaluate --noise``.
 NOISE_KINDS = ("typo", "typo_mention", "typo_context", "case", "hyphen", "spelling", "swap")
 #: Words per pair: (British, American). Suffix rules below cover the regular cases.
@@ -240,12 +242,12 @@ def noisy_docs(docs: Sequence[Doc], kind: str, *, seed: int = 0, rate: float = 0
     seed (int): seed (each kind draws from its own generator).
     rate (float): see :func:`noisy_doc`.
     pool (Dict[str, List[Tuple[str, ...]]]): ``swap``'s mentions (None: the Docs' own).
-    RETURNS (List[Doc]): one copy per Doc.
+    RETURNS (List[Doc]): one copy per Doc (keeping its mix corpus's name and annotated types).
     """
     rng = random.Random(f"{seed}:{kind}")
     if kind == "swap" and pool is None:
         pool = mention_pool(docs)
-    return [noisy_doc(doc, kind, rng, rate=rate, pool=pool) for doc in docs]
+    return [copy_corpus_data(doc, noisy_doc(doc, kind, rng, rate=rate, pool=pool)) for doc in docs]
 
 
 def changed_tokens(clean: Sequence[Doc], noisy: Sequence[Doc]) -> float:

@@ -59,6 +59,16 @@ CORPUS_TEMPLATE = "{corpus}: {prompt}"
 CORPUS_RATE = 0.5
 
 
+def _fills(template: str, *fields: str) -> bool:
+    """Whether ``template`` has a placeholder for each of ``fields`` and no other braces."""
+    marks = {name: f"\x00{name}\x00" for name in fields}
+    try:
+        filled = template.format(**marks)
+    except (KeyError, IndexError, ValueError):
+        return False
+    return all(mark in filled for mark in marks.values())
+
+
 class TaskPrompt:
     """Which types a window's prompt names, and its text.
 
@@ -77,11 +87,7 @@ class TaskPrompt:
         if not types or any(not isinstance(t, str) or not t.strip() for t in types):
             raise ConfigValueError(f"task_prompt: `types` must list the entity types the model tags, "
                                    f"got {list(types)!r}")
-        try:
-            ok = "{types}" in template and template.format(types="x") != template
-        except (KeyError, IndexError, ValueError):
-            ok = False
-        if not ok:
+        if not _fills(template, "types"):
             raise ConfigValueError(f"task_prompt: the template needs a {{types}} placeholder and no other braces "
                                    f"(write {{{{ }}}} for a literal brace), got {template!r}")
         for name, rate in (("all_types_rate", all_types_rate), ("corpus_rate", corpus_rate)):
@@ -90,15 +96,9 @@ class TaskPrompt:
                                        f"got {rate!r}")
         if any(not isinstance(c, str) or not c.strip() for c in corpora):
             raise ConfigValueError(f"task_prompt: `corpora` must list corpus names, got {list(corpora)!r}")
-        if corpora:
-            try:
-                filled = corpus_template.format(corpus="<corpus>", prompt="<prompt>")
-                ok = "<corpus>" in filled and "<prompt>" in filled
-            except (KeyError, IndexError, ValueError):
-                ok = False
-            if not ok:
-                raise ConfigValueError("task_prompt: corpus_template needs {corpus} and {prompt} placeholders "
-                                       f"and no other braces, got {corpus_template!r}")
+        if corpora and not _fills(corpus_template, "corpus", "prompt"):
+            raise ConfigValueError("task_prompt: corpus_template needs {corpus} and {prompt} placeholders "
+                                   f"and no other braces, got {corpus_template!r}")
         self.types = list(dict.fromkeys(types))
         self.template = template
         self.all_types_rate = float(all_types_rate)
