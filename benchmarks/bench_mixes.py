@@ -262,7 +262,7 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
         out += ["### Guidelines: the all-in-one tagger told the corpus (task prompt naming it) vs not, "
                 f"{args.steps} steps" + (f" (and {longer['max_steps']})" if longer else "")
                 + ", strict F1 (95 % CI)", "",
-                f"| corpus | single-corpus | prompt | corpus-named prompt | Δ vs prompt | Δ vs single | {more}",
+                "| corpus | single-corpus | prompt | corpus-named prompt | Δ vs prompt | Δ vs single |" + (f" {more}" if more else ""),
                 "|---|---|---|---|---:|---:|" + ("---|---:|" if longer else "")]
         for name, s in singles.items():
             mine, plain, told = (r["in_corpus"].get(name) for r in (s, prompt, named))
