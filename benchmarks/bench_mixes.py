@@ -258,7 +258,7 @@ def tables(rows: Dict[str, Dict[str, Any]], args) -> str:
     named = rows.get("all/corpus-prompt")
     longer = rows.get("budget/corpus-prompt")
     if singles and prompt and named:
-        more = f"corpus-named prompt ({longer['max_steps']}) | Δ vs single |" if longer else ""
+        more = f"corpus-named prompt ({longer['max_steps']}) | Δ vs single ({longer['max_steps']}) |" if longer else ""
         out += ["### Guidelines: the all-in-one tagger told the corpus (task prompt naming it) vs not, "
                 f"{args.steps} steps" + (f" (and {longer['max_steps']})" if longer else "")
                 + ", strict F1 (95 % CI)", "",

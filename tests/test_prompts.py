@@ -45,6 +45,9 @@ def test_prompt_text_and_choice():
     with pytest.raises(ConfigValueError, match="braces"):
         TaskPrompt(types=TYPES, template="Tag {types} in {section}")
     assert TaskPrompt(types=["Gene"], template="{{Tag}} {types}").text() == "{Tag} Gene"
+    for bad in ("{{types}}", "{types:.8}", "{types!r}", "{types} {types.upper}", "{} {types}", "Tag {types"):
+        with pytest.raises(ConfigValueError, match="placeholder"):  # a spec would cut type names silently
+            TaskPrompt(types=TYPES, template=bad)
     with pytest.raises(ValueError, match="types"):
         TaskPrompt(types=[])
 
@@ -417,8 +420,11 @@ def test_corpus_prompt_names_a_known_corpus_for_a_share_of_training_and_at_predi
     doc.user_data[PROMPTED_CORPUS] = "BC2GM"
     assert configure_task_prompt_v3(TYPES, corpora=["BC2GM", "NCBI-disease"], all_types_rate=0.0,
                                     corpus_rate=1.0).for_doc(doc, is_train=True) == "NCBI-disease: Tag Gene"
-    with pytest.raises(ConfigValueError, match="corpus_template"):
-        TaskPrompt(types=TYPES, corpora=["BC2GM"], corpus_template="{corpus} only")
+    for bad in ("{corpus} only", "{corpus:.3}: {prompt}", "{{corpus}}: {prompt}"):
+        with pytest.raises(ConfigValueError, match="corpus_template"):
+            TaskPrompt(types=TYPES, corpora=["BC2GM"], corpus_template=bad)
+    assert TaskPrompt(types=TYPES, corpora=["BC2GM"], corpus_template="[{corpus}] {prompt}").text(
+        ["Gene"], corpus="BC2GM") == "[BC2GM] Tag Gene"
     with pytest.raises(ConfigValueError, match="corpus_rate"):
         TaskPrompt(types=TYPES, corpora=["BC2GM"], corpus_rate=2.0)
     with pytest.raises(ConfigValueError, match="corpus names"):

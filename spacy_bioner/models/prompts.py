@@ -40,6 +40,7 @@ always keeps its prompt (the span getter reserves room for the longest one).
 (``spacy_bioner.task_prompt.v1``, ``.v2`` or ``.v3``) and does the encoding here.
 """
 import random
+import string
 from typing import Any, Dict, List, Optional, Sequence
 
 from spacy.tokens import Doc
@@ -60,13 +61,13 @@ CORPUS_RATE = 0.5
 
 
 def _fills(template: str, *fields: str) -> bool:
-    """Whether ``template`` has a placeholder for each of ``fields`` and no other braces."""
-    marks = {name: f"\x00{name}\x00" for name in fields}
+    """Whether ``template``'s placeholders are exactly ``fields``, each plain (no conversion or format spec)."""
     try:
-        filled = template.format(**marks)
-    except (KeyError, IndexError, ValueError):
+        parsed = [(name, conversion, spec) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:  # an unmatched brace
         return False
-    return all(mark in filled for mark in marks.values())
+    return {name for name, _, _ in parsed} == set(fields) and all(c is None and not s for _, c, s in parsed)
 
 
 class TaskPrompt:
@@ -88,7 +89,7 @@ class TaskPrompt:
             raise ConfigValueError(f"task_prompt: `types` must list the entity types the model tags, "
                                    f"got {list(types)!r}")
         if not _fills(template, "types"):
-            raise ConfigValueError(f"task_prompt: the template needs a {{types}} placeholder and no other braces "
+            raise ConfigValueError(f"task_prompt: the template needs a plain {{types}} placeholder and no other braces "
                                    f"(write {{{{ }}}} for a literal brace), got {template!r}")
         for name, rate in (("all_types_rate", all_types_rate), ("corpus_rate", corpus_rate)):
             if not 0.0 <= rate <= 1.0:
@@ -97,7 +98,7 @@ class TaskPrompt:
         if any(not isinstance(c, str) or not c.strip() for c in corpora):
             raise ConfigValueError(f"task_prompt: `corpora` must list corpus names, got {list(corpora)!r}")
         if corpora and not _fills(corpus_template, "corpus", "prompt"):
-            raise ConfigValueError("task_prompt: corpus_template needs {corpus} and {prompt} placeholders "
+            raise ConfigValueError("task_prompt: corpus_template needs plain {corpus} and {prompt} placeholders "
                                    f"and no other braces, got {corpus_template!r}")
         self.types = list(dict.fromkeys(types))
         self.template = template
